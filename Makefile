@@ -1,0 +1,31 @@
+# Thin wrapper over meson and ninja: `make check` and `make run` do all set-up.
+#   make            install what is missing, configure, build
+#   make check      ... and run every test; ends with "N passed, N failed"
+#   make SANITIZE=1 check   the same with AddressSanitizer + UBSan (build-san/)
+#   make TESTS=qemu/arith check   run only the tests whose names match
+
+ifeq ($(SANITIZE),1)
+BUILD ?= build-san
+MESON_OPTS += -Dsanitize=true
+else
+BUILD ?= build
+endif
+
+.PHONY: all deps build check clean
+
+all: build
+
+deps:
+	@scripts/install-deps.sh
+
+$(BUILD)/build.ninja:
+	meson setup $(BUILD) $(MESON_OPTS)
+
+build: deps $(BUILD)/build.ninja
+	ninja -C $(BUILD)
+
+check: build
+	@tests/check.sh $(BUILD) $(TESTS)
+
+clean:
+	rm -rf build build-san

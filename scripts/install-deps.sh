@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs, with apt-get, the Debian 12 packages Vireo needs to build and test,
+# and only those that are missing. Says what it installs.
+set -euo pipefail
+
+packages=(
+	# build
+	gcc make meson ninja-build pkg-config binutils
+	# dbt engine: instruction decoder
+	libzydis-dev
+	# reference machine for the test guests
+	qemu-system-x86
+)
+
+missing=()
+for p in "${packages[@]}"; do
+	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed"; then
+		missing+=("$p")
+	fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+	exit 0
+fi
+
+echo "install-deps: installing ${missing[*]}"
+if [ "$(id -u)" -ne 0 ]; then
+	sudo=sudo
+else
+	sudo=
+fi
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -q >/dev/null
+$sudo apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+echo "install-deps: done"

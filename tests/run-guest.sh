@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Runs one test guest on one machine and judges it by its output and status.
+#   run-guest.sh qemu GUEST.elf     the reference: qemu-system-x86_64 -accel tcg
+# A guest passes when it exits through port 0xf4 with 0 (status 1 under the
+# QEMU convention (v << 1) | 1), printed at least one PASS line and no FAIL.
+# Exit 77 means skipped; the reason is printed.
+set -u
+machine=$1
+guest=$2
+limit=${GUEST_TIMEOUT:-90}
+
+case $machine in
+qemu)
+	if ! command -v qemu-system-x86_64 >/dev/null; then
+		echo "SKIP: qemu-system-x86_64 is not installed (scripts/install-deps.sh installs it)"
+		exit 77
+	fi
+	cmd=(qemu-system-x86_64 -accel tcg -kernel "$guest"
+		-device isa-debug-exit,iobase=0xf4,iosize=4 -serial stdio -display none -no-reboot)
+	want_status=1
+	;;
+*)
+	echo "run-guest.sh: unknown machine '$machine'" >&2
+	exit 2
+	;;
+esac
+
+out=$(timeout "$limit" "${cmd[@]}" </dev/null 2>&1)
+status=$?
+printf '%s\n' "$out"
+
+fail() {
+	echo "run-guest.sh: $guest on $machine: $*"
+	exit 1
+}
+[ $status -eq 124 ] && fail "timed out after ${limit}s"
+grep -q '^FAIL' <<<"$out" && fail "a check failed"
+grep -q '^PASS' <<<"$out" || fail "no check ran"
+grep -Eq '^DONE [0-9]+ checks, 0 failed' <<<"$out" || fail "no summary line"
+[ $status -eq $want_status ] || fail "exit status $status, want $want_status"
+exit 0
