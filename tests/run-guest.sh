@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Runs one test guest on one machine and judges it by its output and status.
-#   run-guest.sh qemu GUEST.elf     the reference: qemu-system-x86_64 -accel tcg
+#   run-guest.sh MACHINE GUEST.elf [QEMU-STYLE ARGS...]
+# MACHINE is qemu (the reference: qemu-system-x86_64 -accel tcg).
 # A guest passes when it exits through port 0xf4 with 0 (status 1 under the
 # QEMU convention (v << 1) | 1), printed at least one PASS line and no FAIL.
 # Exit 77 means skipped; the reason is printed.
 set -u
 machine=$1
 guest=$2
+shift 2
 limit=${GUEST_TIMEOUT:-90}
 
 case $machine in
@@ -16,7 +18,7 @@ qemu)
 		exit 77
 	fi
 	cmd=(qemu-system-x86_64 -accel tcg -kernel "$guest"
-		-device isa-debug-exit,iobase=0xf4,iosize=4 -serial stdio -display none -no-reboot)
+		-device isa-debug-exit,iobase=0xf4,iosize=4 -serial stdio -display none -no-reboot "$@")
 	want_status=1
 	;;
 *)

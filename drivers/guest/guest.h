@@ -349,5 +349,33 @@ void pit_wait_ticks(uint16_t count);
 /* Spins until *counter >= target or max_spins iterations pass; says which. */
 bool wait_count(volatile uint64_t *counter, uint64_t target, uint64_t max_spins);
 
+/* ---- multiboot ---------------------------------------------------------- */
+
+#define MULTIBOOT_BOOT_MAGIC 0x2badb002
+#define MBI_MEMORY BIT(0)
+#define MBI_CMDLINE BIT(2)
+#define MBI_MODS BIT(3)
+#define MBI_MMAP BIT(6)
+
+struct multiboot_info {
+	uint32_t flags, mem_lower, mem_upper, boot_device, cmdline, mods_count, mods_addr;
+	uint32_t syms[4];
+	uint32_t mmap_length, mmap_addr;
+} __attribute__((packed));
+
+struct multiboot_module {
+	uint32_t start, end, string, reserved;
+};
+
+struct multiboot_mmap {
+	uint32_t size; /* of the rest of the entry: entries advance by size + 4 */
+	uint64_t addr, len;
+	uint32_t type;
+} __attribute__((packed));
+
+/* What the loader handed over in EAX and EBX. */
+extern uint32_t multiboot_magic, multiboot_info;
+extern char __image_start[], __image_end[];
+
 #endif /* __ASSEMBLER__ */
 #endif

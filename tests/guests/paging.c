@@ -40,12 +40,8 @@ enum {
 /* Physical target of the 2 MiB page: RAM well above the image. */
 #define PHYS_2M (32ull << 20)
 
-#define MULTIBOOT_BOOTLOADER_MAGIC 0x2badb002
 #define MULTIBOOT_HEADER_MAGIC	   0x1badb002
 #define QEMU_DEFAULT_RAM	   (128ull << 20)
-
-extern char __image_start[], __image_end[];
-extern uint32_t multiboot_magic, multiboot_info;
 
 static const uint64_t marker = 0x6d61726b65722131; /* read back through the 1 GiB page */
 
@@ -202,7 +198,7 @@ static uint64_t ram_end(void)
 {
 	const volatile uint32_t *info = (const volatile uint32_t *)(uint64_t)multiboot_info;
 
-	if (multiboot_magic == MULTIBOOT_BOOTLOADER_MAGIC && info && (info[0] & 1))
+	if (multiboot_magic == MULTIBOOT_BOOT_MAGIC && info && (info[0] & 1))
 		return (1ull << 20) + (uint64_t)info[2] * 1024;
 	return QEMU_DEFAULT_RAM;
 }
