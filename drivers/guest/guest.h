@@ -91,6 +91,12 @@
 /* System call number 0 returns from ring 3 to user_run. */
 #define SYS_USER_EXIT 0
 
+/* smp_start(): at most the BSP and 15 APs, one 16 KiB stack per AP, the APs'
+ * real-mode entry copied to this page (conventional memory no loader uses). */
+#define SMP_MAX_CPUS 16
+#define SMP_STACK_SIZE 16384
+#define SMP_TRAMPOLINE 0x70000
+
 #ifndef __ASSEMBLER__
 
 /* Exception vectors. */
@@ -348,6 +354,20 @@ void pit_wait_ticks(uint16_t count);
 
 /* Spins until *counter >= target or max_spins iterations pass; says which. */
 bool wait_count(volatile uint64_t *counter, uint64_t target, uint64_t max_spins);
+
+/* ---- SMP ---------------------------------------------------------------- */
+
+/* Starts every application processor: copies the real-mode entry to
+ * SMP_TRAMPOLINE, broadcasts INIT, then two start-up IPIs, to all but self
+ * (enabling the BSP's LAPIC first, spurious vector 0xff, if it is off), and
+ * waits up to 1 s of PIT time, ending early once no AP has checked in for
+ * 200 ms. Each AP enters long mode on boot_pml4 with the BSP's EFER bits,
+ * loads the runtime's GDT and IDT (no TSS: APs stay in ring 0), enables its
+ * LAPIC with the BSP's spurious vector and calls ap_main(cpu), cpu = 1..15,
+ * interrupts off, on its own stack. If ap_main returns, the AP idles in a
+ * STI; HLT loop and still takes interrupts. Returns how many APs checked in.
+ * Call it once. */
+unsigned smp_start(void (*ap_main)(unsigned cpu));
 
 /* ---- multiboot ---------------------------------------------------------- */
 
