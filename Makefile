@@ -1,5 +1,6 @@
 # Thin wrapper over meson and ninja: `make check` and `make run` do all set-up.
 #   make            install what is missing, configure, build
+#   make run        ... and boot the demo guest under Vireo
 #   make check      ... and run every test; ends with "N passed, N failed"
 #   make SANITIZE=1 check   the same with AddressSanitizer + UBSan (build-san/)
 #   make TESTS=qemu/arith check   run only the tests whose names match
@@ -11,7 +12,7 @@ else
 BUILD ?= build
 endif
 
-.PHONY: all deps build check clean
+.PHONY: all deps build check run clean
 
 all: build
 
@@ -26,6 +27,9 @@ build: deps $(BUILD)/build.ninja
 
 check: build
 	@tests/check.sh $(BUILD) $(TESTS)
+
+run: build
+	$(BUILD)/tools/vireo run --kernel $(BUILD)/drivers/guest/demo.elf
 
 clean:
 	rm -rf build build-san

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs one test guest on one machine and judges it by its output and status.
 #   run-guest.sh MACHINE GUEST.elf [QEMU-STYLE ARGS...]
-# MACHINE is qemu (the reference: qemu-system-x86_64 -accel tcg).
+# MACHINE is qemu (the reference: qemu-system-x86_64 -accel tcg), or dbt or
+# kvm: Vireo with that engine, given the same QEMU-style command line
+# (VIREO names the vireo binary).
 # A guest passes when it exits through port 0xf4 with 0 (status 1 under the
 # QEMU convention (v << 1) | 1), printed at least one PASS line and no FAIL.
 # Exit 77 means skipped; the reason is printed.
@@ -20,6 +22,16 @@ qemu)
 	cmd=(qemu-system-x86_64 -accel tcg -kernel "$guest"
 		-device isa-debug-exit,iobase=0xf4,iosize=4 -serial stdio -display none -no-reboot "$@")
 	want_status=1
+	;;
+dbt | kvm)
+	vireo=${VIREO:-$(dirname "$0")/../build/tools/vireo}
+	cmd=("$vireo" -accel "$machine" -kernel "$guest"
+		-device isa-debug-exit,iobase=0xf4,iosize=4 -serial stdio -display none -no-reboot "$@")
+	want_status=1
+	if [ "$machine" = kvm ] && ! [ -r /dev/kvm -a -w /dev/kvm ]; then
+		echo "SKIP: /dev/kvm is not accessible here, so the kvm engine cannot run"
+		exit 77
+	fi
 	;;
 *)
 	echo "run-guest.sh: unknown machine '$machine'" >&2

@@ -1,0 +1,266 @@
+/* The VM: memory, buses, devices, engine, vCPUs; run and stop. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "vmm/internal.h"
+
+void vmm_log(const char *fmt, ...)
+{
+	char line[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "vireo: %s\n", line);
+}
+
+unsigned vm_cpu_count(struct vm *vm)
+{
+	return vm->ncpus;
+}
+
+struct vcpu *vm_cpu(struct vm *vm, unsigned index)
+{
+	return index < vm->ncpus ? vm->cpus[index] : NULL;
+}
+
+void *vm_engine_data(struct vm *vm)
+{
+	return vm->engine_data;
+}
+
+void vm_set_engine_data(struct vm *vm, void *data)
+{
+	vm->engine_data = data;
+}
+
+struct guest_memory *vm_memory(struct vm *vm)
+{
+	return &vm->mem;
+}
+
+void vm_request_exit(struct vm *vm, int status, const char *why)
+{
+	pthread_mutex_lock(&vm->lock);
+	if (!vm->exit_requested) {
+		vm->exit_requested = true;
+		vm->exit_status = status;
+		snprintf(vm->exit_reason, sizeof(vm->exit_reason), "%s", why ? why : "");
+		pthread_cond_broadcast(&vm->cond);
+	}
+	pthread_mutex_unlock(&vm->lock);
+	for (unsigned i = 0; i < vm->ncpus; i++)
+		vcpu_wake(vm->cpus[i]);
+}
+
+void vm_request_reset(struct vm *vm)
+{
+	/* Rebooting re-runs the loader on fresh RAM: until then a reset ends
+	 * the VM, which is what -no-reboot asks for anyway. */
+	vm_request_exit(vm, VM_EXIT_POWEROFF, vm->cfg.no_reboot ? NULL : "guest reset (treated as power-off)");
+}
+
+static const struct engine_ops *engine_pick(const char *name, char *err, size_t errlen)
+{
+	const char *why;
+
+	if (!name || !strcmp(name, "auto"))
+		return kvm_engine_ops.unavailable() ? &dbt_engine_ops : &kvm_engine_ops;
+	if (!strcmp(name, "dbt"))
+		return &dbt_engine_ops;
+	if (!strcmp(name, "kvm")) {
+		why = kvm_engine_ops.unavailable();
+		if (why) {
+			snprintf(err, errlen, "engine kvm is not available: %s", why);
+			return NULL;
+		}
+		return &kvm_engine_ops;
+	}
+	snprintf(err, errlen, "unknown engine '%s' (dbt, kvm or auto)", name);
+	return NULL;
+}
+
+static int console_open(struct vm *vm, char *err, size_t errlen)
+{
+	const char *s = vm->cfg.serial ? vm->cfg.serial : "stdio";
+
+	if (!strcmp(s, "stdio")) {
+		vm->console_fd = STDOUT_FILENO;
+		return 0;
+	}
+	if (!strcmp(s, "none")) {
+		vm->console_fd = -1;
+		return 0;
+	}
+	if (!strncmp(s, "file:", 5)) {
+		vm->console_fd = open(s + 5, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+		if (vm->console_fd < 0) {
+			snprintf(err, errlen, "cannot open serial file %s: %s", s + 5, strerror(errno));
+			return -errno;
+		}
+		return 0;
+	}
+	snprintf(err, errlen, "unknown serial back end '%s' (stdio, none or file:PATH)", s);
+	return -EINVAL;
+}
+
+int console_write(struct vm *vm, const void *buf, size_t len)
+{
+	const char *p = buf;
+
+	if (vm->console_fd < 0)
+		return 0;
+	while (len) {
+		ssize_t n = write(vm->console_fd, p, len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return -errno;
+		p += n;
+		len -= n;
+	}
+	return 0;
+}
+
+struct vm *vm_create(const struct vm_config *cfg, char *err, size_t errlen)
+{
+	struct vm *vm = calloc(1, sizeof(*vm));
+	int ret;
+
+	if (!vm) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	vm->cfg = *cfg;
+	vm->console_fd = -1;
+	pthread_mutex_init(&vm->lock, NULL);
+	pthread_cond_init(&vm->cond, NULL);
+	clock_init(vm);
+	bus_init(&vm->pio, "port");
+	bus_init(&vm->mmio, "MMIO");
+
+	if (cfg->cpus < 1 || cfg->cpus > MAX_CPUS) {
+		snprintf(err, errlen, "%u vCPUs requested: Vireo runs 1 to %d", cfg->cpus, MAX_CPUS);
+		goto fail;
+	}
+	vm->engine = engine_pick(cfg->engine, err, errlen);
+	if (!vm->engine)
+		goto fail;
+	if (memory_init(vm, cfg->memory, err, errlen) < 0)
+		goto fail;
+	if (console_open(vm, err, errlen) < 0)
+		goto fail;
+	ret = vm->engine->vm_init(vm);
+	if (ret < 0) {
+		snprintf(err, errlen, "engine %s: cannot create the VM: %s", vm->engine->name, strerror(-ret));
+		goto fail;
+	}
+	vm->irqchip_in_engine = vm->engine->irqchip_in_engine(vm);
+	if (devices_init(vm, err, errlen) < 0)
+		goto fail;
+	for (unsigned i = 0; i < cfg->cpus; i++) {
+		vm->ncpus = i + 1;
+		ret = vcpu_create(vm, i);
+		if (ret < 0) {
+			snprintf(err, errlen, "cannot create vCPU %u: %s", i, strerror(-ret));
+			goto fail;
+		}
+	}
+	if (loader_load(vm, cfg->kernel, cfg->initrd, cfg->cmdline, &vm->boot, err, errlen) < 0)
+		goto fail;
+	ret = vm->engine->set_state(vm->cpus[0], &vm->boot.bsp);
+	if (ret < 0) {
+		snprintf(err, errlen, "cannot set the boot vCPU's state: %s", strerror(-ret));
+		goto fail;
+	}
+	return vm;
+fail:
+	vm_destroy(vm);
+	return NULL;
+}
+
+int vm_run(struct vm *vm, char *err, size_t errlen)
+{
+	int ret = clock_start(vm);
+	unsigned started = 0;
+
+	if (ret < 0) {
+		snprintf(err, errlen, "cannot start the clock thread: %s", strerror(-ret));
+		return VM_EXIT_SETUP_ERROR;
+	}
+	for (; started < vm->ncpus; started++) {
+		ret = vcpu_start(vm->cpus[started]);
+		if (ret < 0) {
+			snprintf(err, errlen, "cannot start vCPU %u: %s", started, strerror(-ret));
+			vm_request_exit(vm, VM_EXIT_SETUP_ERROR, err);
+			break;
+		}
+	}
+	pthread_mutex_lock(&vm->lock);
+	while (!vm->exit_requested)
+		pthread_cond_wait(&vm->cond, &vm->lock);
+	pthread_mutex_unlock(&vm->lock);
+	for (unsigned i = 0; i < started; i++)
+		vcpu_join(vm->cpus[i]);
+	clock_stop(vm);
+	snprintf(err, errlen, "%s", vm->exit_reason);
+	return vm->exit_status;
+}
+
+void vm_destroy(struct vm *vm)
+{
+	if (!vm)
+		return;
+	clock_stop(vm);
+	for (unsigned i = 0; i < vm->ncpus; i++)
+		vcpu_destroy(vm->cpus[i]);
+	devices_exit(vm);
+	if (vm->engine && vm->engine_data)
+		vm->engine->vm_destroy(vm);
+	memory_destroy(vm);
+	if (vm->console_fd > STDERR_FILENO)
+		close(vm->console_fd);
+	bus_destroy(&vm->pio);
+	bus_destroy(&vm->mmio);
+	clock_destroy(vm);
+	free(vm);
+}
+
+/* ---- device registry ---------------------------------------------------- */
+
+static struct device_init *device_list;
+
+void device_register(struct device_init *d)
+{
+	struct device_init **p = &device_list;
+	while (*p && (*p)->order <= d->order)
+		p = &(*p)->next;
+	d->next = *p;
+	*p = d;
+}
+
+int devices_init(struct vm *vm, char *err, size_t errlen)
+{
+	for (struct device_init *d = device_list; d; d = d->next) {
+		if (d->irqchip && vm->irqchip_in_engine)
+			continue;
+		int ret = d->init(vm);
+		if (ret < 0) {
+			snprintf(err, errlen, "device %s failed to start: %s", d->name, strerror(-ret));
+			return ret;
+		}
+	}
+	return 0;
+}
+
+void devices_exit(struct vm *vm)
+{
+	for (struct device_init *d = device_list; d; d = d->next)
+		if (d->exit && !(d->irqchip && vm->irqchip_in_engine))
+			d->exit(vm);
+}
