@@ -107,6 +107,12 @@ static void dbt_kick(struct vcpu *vcpu)
 		atomic_store(&d->kick, true);
 }
 
+static uint64_t dbt_instructions_retired(struct vcpu *vcpu)
+{
+	struct dbt_vcpu *d = vcpu_engine_data(vcpu);
+	return dbt_cpu_instructions(d->cpu);
+}
+
 static bool dbt_irqchip_in_engine(struct vm *vm)
 {
 	(void)vm;
@@ -125,4 +131,5 @@ const struct engine_ops dbt_engine_ops = {
 	.set_state = dbt_set_state,
 	.kick = dbt_kick,
 	.irqchip_in_engine = dbt_irqchip_in_engine,
+	.instructions_retired = dbt_instructions_retired,
 };

@@ -212,6 +212,34 @@ int vm_run(struct vm *vm, char *err, size_t errlen)
 	return vm->exit_status;
 }
 
+void vm_print_stats(struct vm *vm, double seconds)
+{
+	static const char *const exit_names[] = {
+		[VCPU_EXIT_PIO] = "pio", [VCPU_EXIT_MMIO] = "mmio", [VCPU_EXIT_MSR] = "msr",
+		[VCPU_EXIT_HLT] = "hlt", [VCPU_EXIT_KICK] = "kick", [VCPU_EXIT_SHUTDOWN] = "shutdown",
+		[VCPU_EXIT_ERROR] = "error",
+	};
+	uint64_t total = 0;
+
+	fprintf(stderr, "vireo: engine %s, %u vCPU(s), %.3f s\n", vm->engine->name, vm->ncpus, seconds);
+	for (unsigned i = 0; i < vm->ncpus; i++) {
+		struct vcpu *vcpu = vm->cpus[i];
+		fprintf(stderr, "vireo: vCPU %u:", i);
+		if (vm->engine->instructions_retired) {
+			uint64_t n = vm->engine->instructions_retired(vcpu);
+			total += n;
+			fprintf(stderr, " %llu instructions", (unsigned long long)n);
+		}
+		for (unsigned r = 0; r <= VCPU_EXIT_ERROR; r++)
+			if (vcpu->exits[r])
+				fprintf(stderr, ", %s %llu", exit_names[r], (unsigned long long)vcpu->exits[r]);
+		fputc('\n', stderr);
+	}
+	if (vm->engine->instructions_retired && seconds > 0)
+		fprintf(stderr, "vireo: %llu instructions, %.1f million per second\n", (unsigned long long)total,
+			total / seconds / 1e6);
+}
+
 void vm_destroy(struct vm *vm)
 {
 	if (!vm)

@@ -131,6 +131,8 @@ struct engine_ops {
 	bool (*irqchip_in_engine)(struct vm *vm);
 	void (*set_irq_line)(struct vm *vm, unsigned gsi, bool level);
 	void (*send_msi)(struct vm *vm, uint64_t addr, uint32_t data);
+	/* Guest instructions retired by the vCPU; NULL where the engine cannot count. */
+	uint64_t (*instructions_retired)(struct vcpu *vcpu);
 };
 
 extern const struct engine_ops dbt_engine_ops;
@@ -212,6 +214,7 @@ struct vm_config {
 	const char *engine; /* "dbt", "kvm" or "auto" */
 	const char *serial; /* "stdio" or "file:PATH" */
 	bool no_reboot;
+	bool stats; /* print counters when the VM ends */
 };
 
 /* Exit statuses of vm_run. A guest's debug-exit write of v gives (v << 1) | 1,
@@ -222,6 +225,8 @@ struct vm_config {
 #define VM_EXIT_SETUP_ERROR 125 /* bad arguments, or the VM could not be created */
 
 struct vm *vm_create(const struct vm_config *cfg, char *err, size_t errlen);
+/* Prints per-vCPU counters (instructions, exits by kind) after a run. */
+void vm_print_stats(struct vm *vm, double seconds);
 /* Runs the VM until power-off, debug exit, a triple fault or an error.
  * Returns the process exit status; on failure *err says why. */
 int vm_run(struct vm *vm, char *err, size_t errlen);

@@ -9,6 +9,7 @@ static void usage(FILE *f)
 {
 	fprintf(f, "usage: vireo run --kernel PATH [--initrd PATH] [--cmdline STR] [--memory SIZE]\n"
 		   "                 [--cpus N] [--engine dbt|kvm|auto] [--serial stdio|none|file:PATH]\n"
+		   "                 [--stats]\n"
 		   "       vireo -kernel PATH [qemu-system-x86_64 options]   (the common QEMU spellings)\n"
 		   "       vireo --help | --version\n");
 }
@@ -31,7 +32,6 @@ int main(int argc, char **argv)
 		return vireo_run(argc - 2, argv + 2);
 	if (argv[1][0] == '-') /* QEMU-style command line without a subcommand */
 		return vireo_run(argc - 1, argv + 1);
-	fprintf(stderr, "vireo: unknown command '%s'\n", argv[1]);
-	usage(stderr);
+	fprintf(stderr, "vireo: unknown command '%s' (see vireo --help)\n", argv[1]);
 	return VM_EXIT_SETUP_ERROR;
 }

@@ -207,6 +207,8 @@ int vireo_run(int argc, char **argv)
 				cfg.serial = "stdio";
 		} else if (!strcmp(a, "-no-reboot") || !strcmp(a, "--no-reboot")) {
 			cfg.no_reboot = true;
+		} else if (!strcmp(a, "--stats")) {
+			cfg.stats = true;
 		} else if (!strcmp(a, "-nodefaults")) {
 			/* Vireo adds no default NIC, display or drives to begin with. */
 		} else if (!strcmp(a, "-enable-kvm")) {
@@ -228,7 +230,10 @@ int vireo_run(int argc, char **argv)
 		fprintf(stderr, "vireo: %s\n", err);
 		return VM_EXIT_SETUP_ERROR;
 	}
+	uint64_t start = clock_now_ns();
 	int status = vm_run(vm, err, sizeof(err));
+	if (cfg.stats)
+		vm_print_stats(vm, (clock_now_ns() - start) / 1e9);
 	if (status != VM_EXIT_POWEROFF && !(status & 1))
 		fprintf(stderr, "vireo: %s\n", err);
 	vm_destroy(vm);

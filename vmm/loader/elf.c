@@ -122,7 +122,11 @@ int loader_elf64(struct vm *vm, const uint8_t *image, size_t size, const char *c
 	uint64_t info;
 	int ret;
 
-	if (size > EI_CLASS && image[EI_CLASS] != ELFCLASS64) {
+	if (size < sizeof(Elf32_Ehdr)) {
+		snprintf(err, errlen, "truncated ELF header");
+		return -ENOEXEC;
+	}
+	if (image[EI_CLASS] != ELFCLASS64) {
 		snprintf(err, errlen, "an ELF32 image needs a multiboot header to say how to start it");
 		return -ENOEXEC;
 	}

@@ -1,0 +1,110 @@
+#!/usr/bin/env python3
+"""Hostile input to `vireo run`: malformed and oversized images, and command
+lines it does not support. Each must end with status 125 and one line naming
+what was wrong, never a crash, a hang or silence.
+
+usage: bad_input.py VIREO GOOD_GUEST.elf
+"""
+import os
+import struct
+import subprocess
+import sys
+import tempfile
+
+vireo, good = sys.argv[1], sys.argv[2]
+image = open(good, "rb").read()
+tmp = tempfile.mkdtemp(prefix="vireo-bad-")
+failures = 0
+count = 0
+
+
+def write(name, data):
+    path = os.path.join(tmp, name)
+    with open(path, "wb") as f:
+        f.write(data)
+    return path
+
+
+def expect(name, args, words, status=125):
+    """Runs vireo with args; wants the status and every word on stderr."""
+    global failures, count
+    count += 1
+    try:
+        p = subprocess.run([vireo] + args, capture_output=True, text=True, timeout=30)
+    except subprocess.TimeoutExpired:
+        print(f"FAIL {name}: vireo hung")
+        failures += 1
+        return
+    err = p.stderr.strip()
+    lines = err.splitlines()
+    ok = p.returncode == status and all(w in err for w in words) and len(lines) == 1
+    print(f"{'PASS' if ok else 'FAIL'} {name}: status {p.returncode}: {err}")
+    if not ok:
+        print(f"     wanted status {status} and one line containing {words}")
+        failures += 1
+
+
+def patched(offset, fmt, *values):
+    data = bytearray(image)
+    struct.pack_into(fmt, data, offset, *values)
+    return bytes(data)
+
+
+def run(kernel, *extra):
+    return ["run", "--engine", "dbt", "--kernel", kernel] + list(extra)
+
+
+# The test guests are ELF32 multiboot images: find their header and phdrs.
+assert image[:4] == b"\x7fELF" and image[4] == 1, "expects an ELF32 guest"
+e_phoff, = struct.unpack_from("<I", image, 28)
+e_phnum, = struct.unpack_from("<H", image, 44)
+mb = image.find(struct.pack("<I", 0x1BADB002))
+assert 0 <= mb < 8192
+
+expect("missing file", run(os.path.join(tmp, "absent")), ["cannot open", "No such file"])
+expect("directory", run(tmp), ["not a regular file"])
+expect("empty file", run(write("empty", b"")), ["not a multiboot or ELF64 image"])
+expect("random bytes", run(write("random", os.urandom(4096))), ["not a multiboot or ELF64 image"])
+expect("truncated ELF header", run(write("trunc", image[:40])), ["truncated"])
+p_offset, p_filesz = struct.unpack_from("<I", image, e_phoff + 4)[0], struct.unpack_from("<I", image, e_phoff + 16)[0]
+expect("truncated segments", run(write("trunc2", image[: p_offset + p_filesz // 2])), ["outside the file"])
+expect("program headers outside the file", run(write("phoff", patched(28, "<I", len(image) + 64))),
+       ["program headers"])
+expect("absurd program header count", run(write("phnum", patched(44, "<H", 0xFFFF))), ["program headers"])
+# First PT_LOAD: p_paddr at +12, p_memsz at +20 in an Elf32_Phdr.
+ph = e_phoff
+expect("segment beyond guest RAM", run(write("paddr", patched(ph + 12, "<I", 0xF0000000))),
+       ["does not fit in guest RAM"])
+expect("segment memsz overflow", run(write("memsz", patched(ph + 20, "<I", 0xFFFFFFF0))),
+       ["does not fit in guest RAM"])
+expect("segment over the boot area", run(write("low", patched(ph + 12, "<I", 0x2000))),
+       ["does not fit in guest RAM"])
+expect("image larger than RAM", run(write("huge", image + bytes(3 << 20)), "--memory", "2M"),
+       ["does not fit in guest RAM"])
+bad_sum = patched(mb + 8, "<I", 0)
+expect("multiboot checksum wrong, ELF32 without it", run(write("cksum", bad_sum)),
+       ["multiboot header"])
+video = patched(mb + 4, "<I", 0x7)
+video = bytearray(video)
+struct.pack_into("<I", video, mb + 8, (-(0x1BADB002 + 0x7)) & 0xFFFFFFFF)
+expect("multiboot requires a video mode", run(write("video", bytes(video))), ["video mode"])
+addr = bytearray(image)
+struct.pack_into("<IIIIIIII", addr, mb, 0x1BADB002, 0x10000, (-(0x1BADB002 + 0x10000)) & 0xFFFFFFFF,
+                 0x100000, 0x200000, 0x100000, 0, 0x100010)
+expect("multiboot address fields inconsistent", run(write("addr", bytes(addr))), ["address fields"])
+expect("initrd module missing", run(good, "--initrd", os.path.join(tmp, "nomod")), ["cannot open"])
+expect("command line too long", run(good, "--cmdline", "x" * 40000), ["command line"])
+
+expect("unknown option", ["run", "--kernel", good, "-usb"], ["unsupported option '-usb'"])
+expect("unknown device", ["run", "--kernel", good, "-device", "e1000"], ["unsupported device 'e1000'"])
+expect("bad memory size", ["run", "--kernel", good, "-m", "lots"], ["bad memory size 'lots'"])
+expect("zero vCPUs", ["run", "--kernel", good, "-smp", "0"], ["bad vCPU count '0'"])
+expect("too many vCPUs", ["run", "--kernel", good, "-smp", "65"], ["65 vCPUs"])
+expect("unknown engine", ["run", "--kernel", good, "--engine", "bochs"], ["unknown accelerator 'bochs'"])
+expect("unknown machine", ["run", "--kernel", good, "-machine", "microvm"], ["unsupported machine type"])
+expect("missing option value", ["run", "--kernel"], ["needs a value"])
+expect("no kernel", ["run"], ["no kernel given"])
+expect("unknown command", ["frobnicate"], ["unknown command 'frobnicate'"])
+
+print(f"DONE {count} checks, {failures} failed")
+sys.exit(1 if failures else 0)
