@@ -12,6 +12,9 @@ machine=$1
 guest=$2
 shift 2
 limit=${GUEST_TIMEOUT:-90}
+# A guest that reboots the machine sets RUN_GUEST_REBOOT=1.
+no_reboot=-no-reboot
+[ "${RUN_GUEST_REBOOT:-}" = 1 ] && no_reboot=
 
 case $machine in
 qemu)
@@ -20,13 +23,13 @@ qemu)
 		exit 77
 	fi
 	cmd=(qemu-system-x86_64 -accel tcg -kernel "$guest"
-		-device isa-debug-exit,iobase=0xf4,iosize=4 -serial stdio -display none -no-reboot "$@")
+		-device isa-debug-exit,iobase=0xf4,iosize=4 -serial stdio -display none $no_reboot "$@")
 	want_status=1
 	;;
 dbt | kvm)
 	vireo=${VIREO:-$(dirname "$0")/../build/tools/vireo}
 	cmd=("$vireo" -accel "$machine" -kernel "$guest"
-		-device isa-debug-exit,iobase=0xf4,iosize=4 -serial stdio -display none -no-reboot "$@")
+		-device isa-debug-exit,iobase=0xf4,iosize=4 -serial stdio -display none $no_reboot "$@")
 	want_status=1
 	if [ "$machine" = kvm ] && ! [ -r /dev/kvm -a -w /dev/kvm ]; then
 		echo "SKIP: /dev/kvm is not accessible here, so the kvm engine cannot run"

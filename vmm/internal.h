@@ -51,6 +51,8 @@ void clock_init(struct vm *vm);
 int clock_start(struct vm *vm);
 void clock_stop(struct vm *vm);
 void clock_destroy(struct vm *vm);
+/* Drops every timer (devices are being rebuilt); the thread must be stopped. */
+void clock_clear(struct vm *vm);
 
 int memory_init(struct vm *vm, uint64_t size, char *err, size_t errlen);
 void memory_destroy(struct vm *vm);
@@ -259,6 +261,7 @@ struct vm {
 	struct vm_config cfg;
 	const struct engine_ops *engine;
 	void *engine_data;
+	bool engine_ready;      /* engine->vm_init succeeded */
 	bool irqchip_in_engine; /* the engine models PIC, PIT, IOAPIC and LAPICs */
 	struct guest_memory mem;
 	struct bus pio, mmio;

@@ -133,6 +133,16 @@ void clock_stop(struct vm *vm)
 	c->running = false;
 }
 
+void clock_clear(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->clock.lock);
+	for (unsigned i = 0; i < vm->clock.count; i++)
+		vm->clock.timers[i]->armed = false;
+	vm->clock.count = 0;
+	vm->clock.stop = false;
+	pthread_mutex_unlock(&vm->clock.lock);
+}
+
 void clock_destroy(struct vm *vm)
 {
 	free(vm->clock.timers);

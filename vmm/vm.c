@@ -60,9 +60,15 @@ void vm_request_exit(struct vm *vm, int status, const char *why)
 
 void vm_request_reset(struct vm *vm)
 {
-	/* Rebooting re-runs the loader on fresh RAM: until then a reset ends
-	 * the VM, which is what -no-reboot asks for anyway. */
-	vm_request_exit(vm, VM_EXIT_POWEROFF, vm->cfg.no_reboot ? NULL : "guest reset (treated as power-off)");
+	if (vm->cfg.no_reboot) {
+		vm_request_exit(vm, VM_EXIT_POWEROFF, "guest reset the machine (-no-reboot)");
+		return;
+	}
+	pthread_mutex_lock(&vm->lock);
+	if (!vm->exit_requested)
+		vm->reset_requested = true;
+	pthread_mutex_unlock(&vm->lock);
+	vm_request_exit(vm, VM_EXIT_POWEROFF, "guest reset the machine");
 }
 
 static const struct engine_ops *engine_pick(const char *name, char *err, size_t errlen)
@@ -127,10 +133,57 @@ int console_write(struct vm *vm, const void *buf, size_t len)
 	return 0;
 }
 
+/* Engine, devices, vCPUs and the loaded image: what a reset rebuilds. RAM
+ * and the console stay, as on a PC. */
+static int vm_assemble(struct vm *vm, char *err, size_t errlen)
+{
+	const struct vm_config *cfg = &vm->cfg;
+	int ret = vm->engine->vm_init(vm);
+
+	if (ret < 0) {
+		snprintf(err, errlen, "engine %s: cannot create the VM: %s", vm->engine->name, strerror(-ret));
+		return ret;
+	}
+	vm->engine_ready = true;
+	vm->irqchip_in_engine = vm->engine->irqchip_in_engine(vm);
+	if (devices_init(vm, err, errlen) < 0)
+		return -EINVAL;
+	for (unsigned i = 0; i < cfg->cpus; i++) {
+		vm->ncpus = i + 1;
+		ret = vcpu_create(vm, i);
+		if (ret < 0) {
+			snprintf(err, errlen, "cannot create vCPU %u: %s", i, strerror(-ret));
+			return ret;
+		}
+	}
+	ret = loader_load(vm, cfg->kernel, cfg->initrd, cfg->cmdline, &vm->boot, err, errlen);
+	if (ret < 0)
+		return ret;
+	ret = vm->engine->set_state(vm->cpus[0], &vm->boot.bsp);
+	if (ret < 0)
+		snprintf(err, errlen, "cannot set the boot vCPU's state: %s", strerror(-ret));
+	return ret;
+}
+
+static void vm_disassemble(struct vm *vm)
+{
+	clock_clear(vm); /* before the devices that own the timers go */
+	for (unsigned i = 0; i < vm->ncpus; i++)
+		vcpu_destroy(vm->cpus[i]);
+	vm->ncpus = 0;
+	devices_exit(vm);
+	if (vm->engine_ready)
+		vm->engine->vm_destroy(vm);
+	vm->engine_ready = false;
+	bus_destroy(&vm->pio);
+	bus_destroy(&vm->mmio);
+	bus_init(&vm->pio, "port");
+	bus_init(&vm->mmio, "MMIO");
+}
+
 struct vm *vm_create(const struct vm_config *cfg, char *err, size_t errlen)
 {
 	struct vm *vm = calloc(1, sizeof(*vm));
-	int ret;
 
 	if (!vm) {
 		snprintf(err, errlen, "out of memory");
@@ -155,36 +208,15 @@ struct vm *vm_create(const struct vm_config *cfg, char *err, size_t errlen)
 		goto fail;
 	if (console_open(vm, err, errlen) < 0)
 		goto fail;
-	ret = vm->engine->vm_init(vm);
-	if (ret < 0) {
-		snprintf(err, errlen, "engine %s: cannot create the VM: %s", vm->engine->name, strerror(-ret));
+	if (vm_assemble(vm, err, errlen) < 0)
 		goto fail;
-	}
-	vm->irqchip_in_engine = vm->engine->irqchip_in_engine(vm);
-	if (devices_init(vm, err, errlen) < 0)
-		goto fail;
-	for (unsigned i = 0; i < cfg->cpus; i++) {
-		vm->ncpus = i + 1;
-		ret = vcpu_create(vm, i);
-		if (ret < 0) {
-			snprintf(err, errlen, "cannot create vCPU %u: %s", i, strerror(-ret));
-			goto fail;
-		}
-	}
-	if (loader_load(vm, cfg->kernel, cfg->initrd, cfg->cmdline, &vm->boot, err, errlen) < 0)
-		goto fail;
-	ret = vm->engine->set_state(vm->cpus[0], &vm->boot.bsp);
-	if (ret < 0) {
-		snprintf(err, errlen, "cannot set the boot vCPU's state: %s", strerror(-ret));
-		goto fail;
-	}
 	return vm;
 fail:
 	vm_destroy(vm);
 	return NULL;
 }
 
-int vm_run(struct vm *vm, char *err, size_t errlen)
+static int vm_run_once(struct vm *vm, char *err, size_t errlen)
 {
 	int ret = clock_start(vm);
 	unsigned started = 0;
@@ -210,6 +242,22 @@ int vm_run(struct vm *vm, char *err, size_t errlen)
 	clock_stop(vm);
 	snprintf(err, errlen, "%s", vm->exit_reason);
 	return vm->exit_status;
+}
+
+int vm_run(struct vm *vm, char *err, size_t errlen)
+{
+	for (;;) {
+		int status = vm_run_once(vm, err, errlen);
+		if (!vm->reset_requested)
+			return status;
+		/* A reset reboots the machine: RAM keeps its contents, the rest
+		 * starts over and the image is loaded again. */
+		vm_disassemble(vm);
+		vm->exit_requested = vm->reset_requested = false;
+		vm->exit_status = 0;
+		if (vm_assemble(vm, err, errlen) < 0)
+			return VM_EXIT_SETUP_ERROR;
+	}
 }
 
 void vm_print_stats(struct vm *vm, double seconds)
@@ -245,11 +293,7 @@ void vm_destroy(struct vm *vm)
 	if (!vm)
 		return;
 	clock_stop(vm);
-	for (unsigned i = 0; i < vm->ncpus; i++)
-		vcpu_destroy(vm->cpus[i]);
-	devices_exit(vm);
-	if (vm->engine && vm->engine_data)
-		vm->engine->vm_destroy(vm);
+	vm_disassemble(vm);
 	memory_destroy(vm);
 	if (vm->console_fd > STDERR_FILENO)
 		close(vm->console_fd);
