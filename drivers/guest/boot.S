@@ -81,6 +81,62 @@ _start:
 
 	.code64
 	.text
+/*
+ * Vireo's plain ELF64 protocol (docs/running-guests.md): entered in 64-bit
+ * mode on the loader's page tables with RDI pointing at a multiboot
+ * information structure. Build the same tables and GDT as the 32-bit path.
+ */
+	.globl _start64
+_start64:
+	cli
+	cld
+	movl %edi, multiboot_info
+	movl $MULTIBOOT_BOOT_MAGIC, multiboot_magic
+
+	movq $__bss_start, %rdi
+	movq $__bss_end, %rcx
+	subq %rdi, %rcx
+	shrq $3, %rcx
+	xorl %eax, %eax
+	rep stosq
+	movq $boot_stack_top, %rsp /* the protocol leaves RSP undefined */
+
+	movq $boot_pdpt + (PTE_P | PTE_W | PTE_U), %rax
+	movq %rax, boot_pml4
+	movq $boot_pd + (PTE_P | PTE_W | PTE_U), %rax
+	xorl %ecx, %ecx
+4:	movq %rax, boot_pdpt(, %rcx, 8)
+	addq $4096, %rax
+	incl %ecx
+	cmpl $4, %ecx
+	jne 4b
+	movq $(PTE_P | PTE_W | PTE_U | PTE_PS), %rax
+	xorl %ecx, %ecx
+5:	movq %rax, boot_pd(, %rcx, 8)
+	addq $0x200000, %rax
+	incl %ecx
+	cmpl $2048, %ecx
+	jne 5b
+	movq $boot_pml4, %rax
+	movq %rax, %cr3
+
+	movq %cr4, %rax
+	orq $((1 << 5) | (1 << 9) | (1 << 10)), %rax
+	movq %rax, %cr4
+	movl $MSR_EFER, %ecx
+	rdmsr
+	orl $(EFER_LME | EFER_SCE), %eax
+	wrmsr
+	movq %cr0, %rax
+	andq $~((1 << 2) | (1 << 3)), %rax
+	orq $((1 << 16) | (1 << 5) | (1 << 1)), %rax
+	movq %rax, %cr0
+
+	lgdt boot_gdt_ptr64
+	pushq $GDT_KERNEL_CODE
+	pushq $long_mode
+	lretq
+
 long_mode:
 	movl $GDT_KERNEL_DATA, %eax
 	movl %eax, %ds
@@ -115,6 +171,9 @@ gdt_end:
 boot_gdt_ptr:
 	.word gdt_end - gdt - 1
 	.long gdt
+boot_gdt_ptr64:
+	.word gdt_end - gdt - 1
+	.quad gdt
 
 	.bss
 	.align 4096

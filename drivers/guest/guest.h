@@ -88,6 +88,8 @@
 #define EFER_LMA BIT(10)
 #define EFER_NXE BIT(11)
 
+#define MULTIBOOT_BOOT_MAGIC 0x2badb002
+
 /* System call number 0 returns from ring 3 to user_run. */
 #define SYS_USER_EXIT 0
 
@@ -371,7 +373,6 @@ unsigned smp_start(void (*ap_main)(unsigned cpu));
 
 /* ---- multiboot ---------------------------------------------------------- */
 
-#define MULTIBOOT_BOOT_MAGIC 0x2badb002
 #define MBI_MEMORY BIT(0)
 #define MBI_CMDLINE BIT(2)
 #define MBI_MODS BIT(3)
