@@ -6,34 +6,6 @@
  */
 #include "guest.h"
 
-struct acpi_header {
-	char signature[4];
-	uint32_t length;
-	uint8_t revision, checksum;
-	char oem_id[6], oem_table_id[8];
-	uint32_t oem_revision, creator_id, creator_revision;
-} __attribute__((packed));
-
-static const struct acpi_header *acpi_find(const char *sig)
-{
-	for (uint64_t p = 0xe0000; p < 0x100000; p += 16) {
-		const char *r = (const char *)p;
-		if (memcmp(r, "RSD PTR ", 8))
-			continue;
-		uint32_t rsdt = *(const uint32_t *)(r + 16);
-		const struct acpi_header *t = (const void *)(uint64_t)rsdt;
-		unsigned n = (t->length - sizeof(*t)) / 4;
-		const uint32_t *entries = (const uint32_t *)(t + 1);
-		for (unsigned i = 0; i < n; i++) {
-			const struct acpi_header *e = (const void *)(uint64_t)entries[i];
-			if (!memcmp(e->signature, sig, 4))
-				return e;
-		}
-		return NULL;
-	}
-	return NULL;
-}
-
 /* SLP_TYPa from the \_S5 package: Name(_S5_, Package(){a, b, ...}). */
 static int s5_sleep_type(const struct acpi_header *dsdt)
 {
@@ -53,7 +25,7 @@ static int s5_sleep_type(const struct acpi_header *dsdt)
 
 static void acpi_power_off(void)
 {
-	const struct acpi_header *fadt = acpi_find("FACP");
+	const struct acpi_header *fadt = acpi_find_table("FACP");
 	if (!fadt)
 		return;
 	uint32_t pm1a_cnt = *(const uint32_t *)((const uint8_t *)fadt + 64);

@@ -371,6 +371,22 @@ bool wait_count(volatile uint64_t *counter, uint64_t target, uint64_t max_spins)
  * Call it once. */
 unsigned smp_start(void (*ap_main)(unsigned cpu));
 
+/* ---- ACPI --------------------------------------------------------------- */
+
+struct acpi_header {
+	char signature[4];
+	uint32_t length;
+	uint8_t revision, checksum;
+	char oem_id[6], oem_table_id[8];
+	uint32_t oem_revision, creator_id, creator_revision;
+} __attribute__((packed));
+
+/* The table with this signature from the XSDT (or the RSDT), or NULL when
+ * absent or when a checksum on the way is wrong. */
+const struct acpi_header *acpi_find_table(const char *signature);
+/* The byte sum of n bytes: 0 for a valid ACPI structure. */
+uint8_t acpi_checksum(const void *p, size_t n);
+
 /* ---- multiboot ---------------------------------------------------------- */
 
 #define MBI_MEMORY BIT(0)

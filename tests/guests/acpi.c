@@ -26,14 +26,6 @@
 #define FADT_TMR_VAL_EXT   BIT(8)
 #define FADT_RESET_REG_SUP BIT(10)
 
-struct acpi_header {
-	char signature[4];
-	uint32_t length;
-	uint8_t revision, checksum;
-	char oem_id[6], oem_table_id[8];
-	uint32_t oem_revision, creator_id, creator_revision;
-} __attribute__((packed));
-
 /* Offsets in the FADT. */
 enum {
 	FADT_FIRMWARE_CTRL = 36,
@@ -70,16 +62,6 @@ static uint64_t rd64(const void *p)
 	return v;
 }
 
-static uint8_t byte_sum(const void *p, uint32_t len)
-{
-	const uint8_t *b = p;
-	uint8_t sum = 0;
-
-	while (len--)
-		sum += *b++;
-	return sum;
-}
-
 /* A fixed-width field as a C string: the runtime's printf has no precision. */
 struct text {
 	char s[9];
@@ -102,7 +84,7 @@ static const uint8_t *find_rsdp(void)
 {
 	for (uint64_t a = BIOS_AREA_START; a < BIOS_AREA_END; a += 16) {
 		const uint8_t *p = phys(a);
-		if (!memcmp(p, "RSD PTR ", 8) && byte_sum(p, 20) == 0)
+		if (!memcmp(p, "RSD PTR ", 8) && acpi_checksum(p, 20) == 0)
 			return p;
 	}
 	return NULL;
@@ -125,7 +107,7 @@ static const struct acpi_header *table_at(uint64_t addr, const char *why)
 		return NULL;
 	}
 	snprintf(name, sizeof(name), "%s checksum", text(h->signature, 4).s);
-	check(byte_sum(h, h->length) == 0, name, "bytes at 0x%lx sum to 0x%x", addr, byte_sum(h, h->length));
+	check(acpi_checksum(h, h->length) == 0, name, "bytes at 0x%lx sum to 0x%x", addr, acpi_checksum(h, h->length));
 	printf("INFO %s at 0x%lx, %u bytes, revision %u, OEM '%s'\n", text(h->signature, 4).s, addr, h->length,
 	       h->revision, text(h->oem_id, 6).s);
 	return h;
@@ -156,8 +138,8 @@ static void test_root_tables(void)
 	printf("INFO RSDP at 0x%lx, revision %u, OEM '%s'\n", (uint64_t)rsdp, rsdp[15], text(rsdp + 9, 6).s);
 	if (rsdp[15] >= 2) {
 		uint32_t len = rd32(rsdp + 20);
-		check(len >= 36 && len <= 4096 && byte_sum(rsdp, len) == 0, "rsdp extended checksum",
-		      "length %u, sum 0x%x", len, len >= 36 && len <= 4096 ? byte_sum(rsdp, len) : 0);
+		check(len >= 36 && len <= 4096 && acpi_checksum(rsdp, len) == 0, "rsdp extended checksum",
+		      "length %u, sum 0x%x", len, len >= 36 && len <= 4096 ? acpi_checksum(rsdp, len) : 0);
 		if (rd64(rsdp + 24))
 			xsdt = table_at(rd64(rsdp + 24), "xsdt");
 	}

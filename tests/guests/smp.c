@@ -31,124 +31,26 @@ enum {
 
 /* ---- ACPI: RSDP, RSDT/XSDT, MADT ---------------------------------------- */
 
-struct rsdp {
-	char signature[8];
-	uint8_t checksum;
-	char oem_id[6];
-	uint8_t revision;
-	uint32_t rsdt;
-	uint32_t length; /* revision >= 2 from here on */
-	uint64_t xsdt;
-	uint8_t extended_checksum;
-	uint8_t reserved[3];
-} __attribute__((packed));
-
-struct sdt_header {
-	char signature[4];
-	uint32_t length;
-	uint8_t revision, checksum;
-	char oem_id[6], oem_table_id[8];
-	uint32_t oem_revision, creator_id, creator_revision;
-} __attribute__((packed));
-
 #define MADT_LAPIC	  0
 #define MADT_X2APIC	  9
 #define MADT_CPU_ENABLED  BIT(0)
-#define MADT_HEADER_BYTES (sizeof(struct sdt_header) + 8) /* LAPIC address, flags */
+#define MADT_HEADER_BYTES (sizeof(struct acpi_header) + 8) /* LAPIC address, flags */
 
 struct madt_cpus {
 	unsigned count;
 	uint32_t apic_ids[MAX_APIC_IDS];
 };
 
-static uint8_t sum_bytes(const void *p, size_t n)
-{
-	const uint8_t *b = p;
-	uint8_t sum = 0;
-	while (n--)
-		sum += *b++;
-	return sum;
-}
-
-static const struct rsdp *rsdp_scan(uint64_t start, uint64_t end)
-{
-	for (uint64_t a = start; a + 20 <= end; a += 16) {
-		const struct rsdp *r = (const struct rsdp *)a;
-		if (!memcmp(r->signature, "RSD PTR ", 8) && sum_bytes(r, 20) == 0)
-			return r;
-	}
-	return NULL;
-}
-
-/* ACPI 5.2.5.1: the first KiB of the EBDA, then 0xe0000-0xfffff. */
-static const struct rsdp *rsdp_find(void)
-{
-	uint16_t ebda_segment;
-	const struct rsdp *r = NULL;
-
-	/* BIOS data area word 0x40e; asm, as GCC takes a constant address for an empty array. */
-	__asm__ volatile("movw 0x40e, %0" : "=r"(ebda_segment));
-	uint64_t ebda = (uint64_t)ebda_segment << 4;
-
-	if (ebda >= 0x80000 && ebda < 0xa0000)
-		r = rsdp_scan(ebda, ebda + 1024);
-	return r ? r : rsdp_scan(0xe0000, 0x100000);
-}
-
-/* A table's address is believed only below 4 GiB (what the runtime maps)
- * and its length only up to this. */
-#define ACPI_TABLE_MAX (1u << 20)
-
-static bool acpi_table_sane(uint64_t addr)
-{
-	const struct sdt_header *t = (const struct sdt_header *)addr;
-	return addr && addr < (1ull << 32) - ACPI_TABLE_MAX && t->length >= sizeof(*t) && t->length <= ACPI_TABLE_MAX;
-}
-
-/* The table with this signature that the XSDT (or, before ACPI 2.0, the
- * RSDT) points to; checks the root table on the way. */
-static const struct sdt_header *acpi_find(const struct rsdp *rsdp, const char *signature)
-{
-	bool x = rsdp->revision >= 2 && rsdp->xsdt;
-	uint64_t root_addr = x ? rsdp->xsdt : rsdp->rsdt;
-	const struct sdt_header *root = (const struct sdt_header *)root_addr;
-	unsigned entry_size = x ? 8 : 4;
-
-	if (!acpi_table_sane(root_addr)) {
-		check(false, x ? "acpi xsdt found" : "acpi rsdt found", "bad address 0x%lx or length", root_addr);
-		return NULL;
-	}
-	check(!memcmp(root->signature, x ? "XSDT" : "RSDT", 4), x ? "acpi xsdt signature" : "acpi rsdt signature",
-	      "at 0x%lx: '%.4s'", root_addr, root->signature);
-	check(sum_bytes(root, root->length) == 0, x ? "acpi xsdt checksum" : "acpi rsdt checksum", "bytes sum to 0x%x",
-	      sum_bytes(root, root->length));
-	for (uint32_t off = sizeof(*root); off + entry_size <= root->length; off += entry_size) {
-		uint64_t addr = 0;
-		memcpy(&addr, (const uint8_t *)root + off, entry_size);
-		if (acpi_table_sane(addr) && !memcmp(((const struct sdt_header *)addr)->signature, signature, 4))
-			return (const struct sdt_header *)addr;
-	}
-	return NULL;
-}
-
 /* Fills cpus with the enabled processors' APIC IDs; false without a MADT. */
 static bool madt_read(struct madt_cpus *cpus)
 {
-	const struct rsdp *rsdp = rsdp_find();
+	const struct acpi_header *madt = acpi_find_table("APIC");
 
 	cpus->count = 0;
-	check(rsdp != NULL, "acpi rsdp found", "no 'RSD PTR ' with a valid checksum in the EBDA or 0xe0000-0xfffff");
-	if (!rsdp)
-		return false;
-	if (rsdp->revision >= 2)
-		check(sum_bytes(rsdp, rsdp->length) == 0, "acpi rsdp extended checksum", "bytes sum to 0x%x",
-		      sum_bytes(rsdp, rsdp->length));
-	const struct sdt_header *madt = acpi_find(rsdp, "APIC");
-	check(madt != NULL && madt->length >= MADT_HEADER_BYTES, "acpi madt found", "no 'APIC' table");
+	check(madt != NULL && madt->length >= MADT_HEADER_BYTES, "acpi madt found",
+	      "no 'APIC' table with valid checksums on the way");
 	if (!madt || madt->length < MADT_HEADER_BYTES)
 		return false;
-	check(sum_bytes(madt, madt->length) == 0, "acpi madt checksum", "bytes sum to 0x%x",
-	      sum_bytes(madt, madt->length));
 	const uint8_t *p = (const uint8_t *)madt;
 	uint32_t lapic_address;
 	memcpy(&lapic_address, p + sizeof(*madt), 4);
