@@ -4,78 +4,78 @@
  * multiplication and division, bit tests and scans, BCD adjustments.
  * Results and flags come from the host CPU (hostop.h).
  */
-#include "dbt/internal.h"
 #include "dbt/hostop.h"
+#include "dbt/internal.h"
 
 /* ---- ADD OR ADC SBB AND SUB XOR CMP TEST ------------------------------------ */
 
-#define ALU_SIZE(OP, INSN, WB, SZ, T)                                                                  \
-	static HANDLER(OP##_rr_##SZ)                                                                   \
-	{                                                                                              \
-		T a = (T)reg_get(cpu, d->r0, SZ), b = (T)reg_get(cpu, d->r1, SZ);                      \
-		uint64_t f = cpu->rflags;                                                              \
-		HOST_BINOP(INSN, a, b, f);                                                             \
-		if (WB)                                                                                \
-			reg_set(cpu, d->r0, SZ, a);                                                    \
-		set_arith(cpu, f);                                                                     \
-	}                                                                                              \
-	static HANDLER(OP##_ri_##SZ)                                                                   \
-	{                                                                                              \
-		T a = (T)reg_get(cpu, d->r0, SZ), b = (T)d->imm;                                       \
-		uint64_t f = cpu->rflags;                                                              \
-		HOST_BINOP(INSN, a, b, f);                                                             \
-		if (WB)                                                                                \
-			reg_set(cpu, d->r0, SZ, a);                                                    \
-		set_arith(cpu, f);                                                                     \
-	}                                                                                              \
-	static HANDLER(OP##_rm_##SZ)                                                                   \
-	{                                                                                              \
-		T a = (T)reg_get(cpu, d->r0, SZ), b = (T)d_read(cpu, d, SZ);                           \
-		uint64_t f = cpu->rflags;                                                              \
-		HOST_BINOP(INSN, a, b, f);                                                             \
-		if (WB)                                                                                \
-			reg_set(cpu, d->r0, SZ, a);                                                    \
-		set_arith(cpu, f);                                                                     \
-	}                                                                                              \
-	static HANDLER(OP##_mr_##SZ)                                                                   \
-	{                                                                                              \
-		uint64_t f = cpu->rflags;                                                              \
-		T b = (T)reg_get(cpu, d->r1, SZ), a;                                                   \
-		if (WB) {                                                                              \
-			struct wloc l;                                                                 \
-			unsigned acc = seg_acc(d->seg);                                                \
-			wloc_get(cpu, &l, d_lin(cpu, d, SZ, true), SZ, acc);                          \
-			a = (T)wloc_read(cpu, &l, SZ, acc);                                            \
-			HOST_BINOP(INSN, a, b, f);                                                     \
-			wloc_write(cpu, &l, SZ, a, acc);                                               \
-		} else {                                                                               \
-			a = (T)d_read(cpu, d, SZ);                                                     \
-			HOST_BINOP(INSN, a, b, f);                                                     \
-		}                                                                                      \
-		set_arith(cpu, f);                                                                     \
-	}                                                                                              \
-	static HANDLER(OP##_mi_##SZ)                                                                   \
-	{                                                                                              \
-		uint64_t f = cpu->rflags;                                                              \
-		T b = (T)d->imm, a;                                                                    \
-		if (WB) {                                                                              \
-			struct wloc l;                                                                 \
-			unsigned acc = seg_acc(d->seg);                                                \
-			wloc_get(cpu, &l, d_lin(cpu, d, SZ, true), SZ, acc);                          \
-			a = (T)wloc_read(cpu, &l, SZ, acc);                                            \
-			HOST_BINOP(INSN, a, b, f);                                                     \
-			wloc_write(cpu, &l, SZ, a, acc);                                               \
-		} else {                                                                               \
-			a = (T)d_read(cpu, d, SZ);                                                     \
-			HOST_BINOP(INSN, a, b, f);                                                     \
-		}                                                                                      \
-		set_arith(cpu, f);                                                                     \
+#define ALU_SIZE(OP, INSN, WB, SZ, T)                                                                                  \
+	static HANDLER(OP##_rr_##SZ)                                                                                   \
+	{                                                                                                              \
+		T a = (T)reg_get(cpu, d->r0, SZ), b = (T)reg_get(cpu, d->r1, SZ);                                      \
+		uint64_t f = cpu->rflags;                                                                              \
+		HOST_BINOP(INSN, a, b, f);                                                                             \
+		if (WB)                                                                                                \
+			reg_set(cpu, d->r0, SZ, a);                                                                    \
+		set_arith(cpu, f);                                                                                     \
+	}                                                                                                              \
+	static HANDLER(OP##_ri_##SZ)                                                                                   \
+	{                                                                                                              \
+		T a = (T)reg_get(cpu, d->r0, SZ), b = (T)d->imm;                                                       \
+		uint64_t f = cpu->rflags;                                                                              \
+		HOST_BINOP(INSN, a, b, f);                                                                             \
+		if (WB)                                                                                                \
+			reg_set(cpu, d->r0, SZ, a);                                                                    \
+		set_arith(cpu, f);                                                                                     \
+	}                                                                                                              \
+	static HANDLER(OP##_rm_##SZ)                                                                                   \
+	{                                                                                                              \
+		T a = (T)reg_get(cpu, d->r0, SZ), b = (T)d_read(cpu, d, SZ);                                           \
+		uint64_t f = cpu->rflags;                                                                              \
+		HOST_BINOP(INSN, a, b, f);                                                                             \
+		if (WB)                                                                                                \
+			reg_set(cpu, d->r0, SZ, a);                                                                    \
+		set_arith(cpu, f);                                                                                     \
+	}                                                                                                              \
+	static HANDLER(OP##_mr_##SZ)                                                                                   \
+	{                                                                                                              \
+		uint64_t f = cpu->rflags;                                                                              \
+		T b = (T)reg_get(cpu, d->r1, SZ), a;                                                                   \
+		if (WB) {                                                                                              \
+			struct wloc l;                                                                                 \
+			unsigned acc = seg_acc(d->seg);                                                                \
+			wloc_get(cpu, &l, d_lin(cpu, d, SZ, true), SZ, acc);                                           \
+			a = (T)wloc_read(cpu, &l, SZ, acc);                                                            \
+			HOST_BINOP(INSN, a, b, f);                                                                     \
+			wloc_write(cpu, &l, SZ, a, acc);                                                               \
+		} else {                                                                                               \
+			a = (T)d_read(cpu, d, SZ);                                                                     \
+			HOST_BINOP(INSN, a, b, f);                                                                     \
+		}                                                                                                      \
+		set_arith(cpu, f);                                                                                     \
+	}                                                                                                              \
+	static HANDLER(OP##_mi_##SZ)                                                                                   \
+	{                                                                                                              \
+		uint64_t f = cpu->rflags;                                                                              \
+		T b = (T)d->imm, a;                                                                                    \
+		if (WB) {                                                                                              \
+			struct wloc l;                                                                                 \
+			unsigned acc = seg_acc(d->seg);                                                                \
+			wloc_get(cpu, &l, d_lin(cpu, d, SZ, true), SZ, acc);                                           \
+			a = (T)wloc_read(cpu, &l, SZ, acc);                                                            \
+			HOST_BINOP(INSN, a, b, f);                                                                     \
+			wloc_write(cpu, &l, SZ, a, acc);                                                               \
+		} else {                                                                                               \
+			a = (T)d_read(cpu, d, SZ);                                                                     \
+			HOST_BINOP(INSN, a, b, f);                                                                     \
+		}                                                                                                      \
+		set_arith(cpu, f);                                                                                     \
 	}
 
-#define ALU_OP(OP, INSN, WB)                                                                           \
-	ALU_SIZE(OP, INSN, WB, 1, uint8_t)                                                             \
-	ALU_SIZE(OP, INSN, WB, 2, uint16_t)                                                            \
-	ALU_SIZE(OP, INSN, WB, 4, uint32_t)                                                            \
+#define ALU_OP(OP, INSN, WB)                                                                                           \
+	ALU_SIZE(OP, INSN, WB, 1, uint8_t)                                                                             \
+	ALU_SIZE(OP, INSN, WB, 2, uint16_t)                                                                            \
+	ALU_SIZE(OP, INSN, WB, 4, uint32_t)                                                                            \
 	ALU_SIZE(OP, INSN, WB, 8, uint64_t)
 
 ALU_OP(add, "add", 1)
@@ -88,18 +88,15 @@ ALU_OP(xor, "xor", 1)
 ALU_OP(cmp, "cmp", 0)
 ALU_OP(test, "test", 0)
 
-#define FORMS(OP)                                                                                      \
-	{                                                                                              \
-		{OP##_rr_1, OP##_rr_2, OP##_rr_4, OP##_rr_8},                                          \
-		{OP##_ri_1, OP##_ri_2, OP##_ri_4, OP##_ri_8},                                          \
-		{OP##_rm_1, OP##_rm_2, OP##_rm_4, OP##_rm_8},                                          \
-		{OP##_mr_1, OP##_mr_2, OP##_mr_4, OP##_mr_8},                                          \
-		{OP##_mi_1, OP##_mi_2, OP##_mi_4, OP##_mi_8},                                          \
+#define FORMS(OP)                                                                                                      \
+	{                                                                                                              \
+		{OP##_rr_1, OP##_rr_2, OP##_rr_4, OP##_rr_8}, {OP##_ri_1, OP##_ri_2, OP##_ri_4, OP##_ri_8},            \
+		    {OP##_rm_1, OP##_rm_2, OP##_rm_4, OP##_rm_8}, {OP##_mr_1, OP##_mr_2, OP##_mr_4, OP##_mr_8},        \
+		    {OP##_mi_1, OP##_mi_2, OP##_mi_4, OP##_mi_8},                                                      \
 	}
 
 const dbt_handler h_alu[ALU_OPS][FORM_COUNT][4] = {
-	FORMS(add), FORMS(or), FORMS(adc), FORMS(sbb), FORMS(and),
-	FORMS(sub), FORMS(xor), FORMS(cmp), FORMS(test),
+    FORMS(add), FORMS(or), FORMS(adc), FORMS(sbb), FORMS(and), FORMS(sub), FORMS(xor), FORMS(cmp), FORMS(test),
 };
 
 /* XOR/SUB of a register with itself: the idiom that zeroes it. */
@@ -111,31 +108,31 @@ HANDLER(h_zero_idiom)
 
 /* ---- INC DEC NEG NOT ---------------------------------------------------------- */
 
-#define UNARY_SIZE(OP, INSN, SZ, T)                                                                    \
-	static HANDLER(OP##_r_##SZ)                                                                    \
-	{                                                                                              \
-		T a = (T)reg_get(cpu, d->r0, SZ);                                                      \
-		uint64_t f = cpu->rflags;                                                              \
-		HOST_UNOP(INSN, a, f);                                                                 \
-		reg_set(cpu, d->r0, SZ, a);                                                            \
-		set_arith(cpu, f);                                                                     \
-	}                                                                                              \
-	static HANDLER(OP##_m_##SZ)                                                                    \
-	{                                                                                              \
-		struct wloc l;                                                                         \
-		unsigned acc = seg_acc(d->seg);                                                        \
-		uint64_t f = cpu->rflags;                                                              \
-		wloc_get(cpu, &l, d_lin(cpu, d, SZ, true), SZ, acc);                                  \
-		T a = (T)wloc_read(cpu, &l, SZ, acc);                                                  \
-		HOST_UNOP(INSN, a, f);                                                                 \
-		wloc_write(cpu, &l, SZ, a, acc);                                                       \
-		set_arith(cpu, f);                                                                     \
+#define UNARY_SIZE(OP, INSN, SZ, T)                                                                                    \
+	static HANDLER(OP##_r_##SZ)                                                                                    \
+	{                                                                                                              \
+		T a = (T)reg_get(cpu, d->r0, SZ);                                                                      \
+		uint64_t f = cpu->rflags;                                                                              \
+		HOST_UNOP(INSN, a, f);                                                                                 \
+		reg_set(cpu, d->r0, SZ, a);                                                                            \
+		set_arith(cpu, f);                                                                                     \
+	}                                                                                                              \
+	static HANDLER(OP##_m_##SZ)                                                                                    \
+	{                                                                                                              \
+		struct wloc l;                                                                                         \
+		unsigned acc = seg_acc(d->seg);                                                                        \
+		uint64_t f = cpu->rflags;                                                                              \
+		wloc_get(cpu, &l, d_lin(cpu, d, SZ, true), SZ, acc);                                                   \
+		T a = (T)wloc_read(cpu, &l, SZ, acc);                                                                  \
+		HOST_UNOP(INSN, a, f);                                                                                 \
+		wloc_write(cpu, &l, SZ, a, acc);                                                                       \
+		set_arith(cpu, f);                                                                                     \
 	}
 
-#define UNARY_OP(OP, INSN)                                                                             \
-	UNARY_SIZE(OP, INSN, 1, uint8_t)                                                               \
-	UNARY_SIZE(OP, INSN, 2, uint16_t)                                                              \
-	UNARY_SIZE(OP, INSN, 4, uint32_t)                                                              \
+#define UNARY_OP(OP, INSN)                                                                                             \
+	UNARY_SIZE(OP, INSN, 1, uint8_t)                                                                               \
+	UNARY_SIZE(OP, INSN, 2, uint16_t)                                                                              \
+	UNARY_SIZE(OP, INSN, 4, uint32_t)                                                                              \
 	UNARY_SIZE(OP, INSN, 8, uint64_t)
 
 UNARY_OP(inc, "inc")
@@ -143,31 +140,31 @@ UNARY_OP(dec, "dec")
 UNARY_OP(neg, "neg")
 UNARY_OP(not, "not")
 
-#define UFORMS(OP)                                                                                     \
-	{                                                                                              \
-		{OP##_r_1, OP##_r_2, OP##_r_4, OP##_r_8}, {OP##_m_1, OP##_m_2, OP##_m_4, OP##_m_8},    \
+#define UFORMS(OP)                                                                                                     \
+	{                                                                                                              \
+		{OP##_r_1, OP##_r_2, OP##_r_4, OP##_r_8}, {OP##_m_1, OP##_m_2, OP##_m_4, OP##_m_8},                    \
 	}
 
-const dbt_handler h_unary[UNARY_OPS][2][4] = {UFORMS(inc), UFORMS(dec), UFORMS(neg), UFORMS(not)};
+const dbt_handler h_unary[UNARY_OPS][2][4] = {UFORMS(inc), UFORMS(dec), UFORMS(neg), UFORMS(not )};
 
 /* ---- shifts and rotates --------------------------------------------------------- */
 
 /* op: 0 ROL, 1 ROR, 2 RCL, 3 RCR, 4 SHL, 5 SHR, 6 SAL, 7 SAR (ModRM.reg order). */
-#define SHIFT_CASES(T)                                                                                 \
-	{                                                                                              \
-		T x = (T)a;                                                                            \
-		switch (op) {                                                                          \
-		case 0: HOST_SHIFT("rol", x, count, f); break;                                         \
-		case 1: HOST_SHIFT("ror", x, count, f); break;                                         \
-		case 2: HOST_SHIFT("rcl", x, count, f); break;                                         \
-		case 3: HOST_SHIFT("rcr", x, count, f); break;                                         \
-		case 4:                                                                                \
-		case 6: HOST_SHIFT("shl", x, count, f); break;                                         \
-		case 5: HOST_SHIFT("shr", x, count, f); break;                                         \
-		default: HOST_SHIFT("sar", x, count, f); break;                                        \
-		}                                                                                      \
-		r = x;                                                                                 \
-		break;                                                                                 \
+#define SHIFT_CASES(T)                                                                                                 \
+	{                                                                                                              \
+		T x = (T)a;                                                                                            \
+		switch (op) {                                                                                          \
+		case 0: HOST_SHIFT("rol", x, count, f); break;                                                         \
+		case 1: HOST_SHIFT("ror", x, count, f); break;                                                         \
+		case 2: HOST_SHIFT("rcl", x, count, f); break;                                                         \
+		case 3: HOST_SHIFT("rcr", x, count, f); break;                                                         \
+		case 4:                                                                                                \
+		case 6: HOST_SHIFT("shl", x, count, f); break;                                                         \
+		case 5: HOST_SHIFT("shr", x, count, f); break;                                                         \
+		default: HOST_SHIFT("sar", x, count, f); break;                                                        \
+		}                                                                                                      \
+		r = x;                                                                                                 \
+		break;                                                                                                 \
 	}
 
 static uint64_t shift_op(unsigned op, unsigned size, uint64_t a, unsigned count, uint64_t *flags)
@@ -202,15 +199,15 @@ HANDLER(h_shift)
 }
 
 /* SHLD/SHRD r/m, reg, imm8/CL; cc = 0 SHLD, 1 SHRD. */
-#define DSHIFT_CASE(T)                                                                                 \
-	{                                                                                              \
-		T x = (T)a, y = (T)b;                                                                  \
-		if (d->cc == 0)                                                                        \
-			HOST_DSHIFT("shld", x, y, count, f);                                           \
-		else                                                                                   \
-			HOST_DSHIFT("shrd", x, y, count, f);                                           \
-		r = x;                                                                                 \
-		break;                                                                                 \
+#define DSHIFT_CASE(T)                                                                                                 \
+	{                                                                                                              \
+		T x = (T)a, y = (T)b;                                                                                  \
+		if (d->cc == 0)                                                                                        \
+			HOST_DSHIFT("shld", x, y, count, f);                                                           \
+		else                                                                                                   \
+			HOST_DSHIFT("shrd", x, y, count, f);                                                           \
+		r = x;                                                                                                 \
+		break;                                                                                                 \
 	}
 
 HANDLER(h_dshift)
@@ -285,20 +282,41 @@ HANDLER(h_mul1)
 	set_arith(cpu, szp_flags(lo, size) | (over ? FL_CF | FL_OF : 0));
 }
 
-static uint64_t imul_flags(uint64_t a, uint64_t b, unsigned size, uint64_t *res)
+/* Two- and three-operand IMUL on the host: a = a * b, with its flags. */
+static uint64_t imul_host(uint64_t a, uint64_t b, unsigned size, uint64_t *flags)
 {
-	__int128 p = (__int128)(int64_t)sext(a, size) * (int64_t)sext(b, size);
-	uint64_t lo = (uint64_t)p & size_mask(size);
-	*res = lo;
-	return szp_flags(lo, size) | (p != (__int128)(int64_t)sext(lo, size) ? FL_CF | FL_OF : 0);
+	uint64_t f = *flags;
+	switch (size) {
+	case 2: {
+		uint16_t x = (uint16_t)a, y = (uint16_t)b;
+		HOST_BINOP("imul", x, y, f);
+		a = x;
+		break;
+	}
+	case 4: {
+		uint32_t x = (uint32_t)a, y = (uint32_t)b;
+		HOST_BINOP("imul", x, y, f);
+		a = x;
+		break;
+	}
+	default: {
+		uint64_t x = a, y = b;
+		HOST_BINOP("imul", x, y, f);
+		a = x;
+		break;
+	}
+	}
+	*flags = f;
+	return a;
 }
 
 /* IMUL r, r/m */
 HANDLER(h_imul2)
 {
 	unsigned size = d->osz;
-	uint64_t b = (d->flags & DI_MEMSRC) ? d_read(cpu, d, size) : reg_get(cpu, d->r1, size), r;
-	uint64_t f = imul_flags(reg_get(cpu, d->r0, size), b, size, &r);
+	uint64_t b = (d->flags & DI_MEMSRC) ? d_read(cpu, d, size) : reg_get(cpu, d->r1, size);
+	uint64_t f = cpu->rflags;
+	uint64_t r = imul_host(reg_get(cpu, d->r0, size), b, size, &f);
 	reg_set(cpu, d->r0, size, r);
 	set_arith(cpu, f);
 }
@@ -307,8 +325,9 @@ HANDLER(h_imul2)
 HANDLER(h_imul3)
 {
 	unsigned size = d->osz;
-	uint64_t b = (d->flags & DI_MEMSRC) ? d_read(cpu, d, size) : reg_get(cpu, d->r1, size), r;
-	uint64_t f = imul_flags(b, d->imm, size, &r);
+	uint64_t b = (d->flags & DI_MEMSRC) ? d_read(cpu, d, size) : reg_get(cpu, d->r1, size);
+	uint64_t f = cpu->rflags;
+	uint64_t r = imul_host(b, d->imm, size, &f);
 	reg_set(cpu, d->r0, size, r);
 	set_arith(cpu, f);
 }
@@ -455,19 +474,27 @@ HANDLER(h_bt)
 
 /* BSF/BSR/LZCNT/POPCNT (cc 0-3) on the host; the destination is unchanged
  * when BSF/BSR see zero, as on the hardware. */
-#define SCAN_CASE(T)                                                                                   \
-	{                                                                                              \
-		T s = (T)src, x = (T)dst;                                                              \
-		uint16_t ax_ = flags_to_ax(f);                                                         \
-		switch (d->cc) {                                                                       \
-		case 0: __asm__(HOST_PRE "bsf %[s], %[x]" HOST_POST : "+a"(ax_), [x] "+r"(x) : [s] "r"(s) : "cc"); break; \
-		case 1: __asm__(HOST_PRE "bsr %[s], %[x]" HOST_POST : "+a"(ax_), [x] "+r"(x) : [s] "r"(s) : "cc"); break; \
-		case 2: __asm__(HOST_PRE "lzcnt %[s], %[x]" HOST_POST : "+a"(ax_), [x] "+r"(x) : [s] "r"(s) : "cc"); break; \
-		default: __asm__(HOST_PRE "popcnt %[s], %[x]" HOST_POST : "+a"(ax_), [x] "+r"(x) : [s] "r"(s) : "cc"); break; \
-		}                                                                                      \
-		f = lahf_flags(ax_);                                                                   \
-		r = x;                                                                                 \
-		break;                                                                                 \
+#define SCAN_CASE(T)                                                                                                   \
+	{                                                                                                              \
+		T s = (T)src, x = (T)dst;                                                                              \
+		uint16_t ax_ = flags_to_ax(f);                                                                         \
+		switch (d->cc) {                                                                                       \
+		case 0:                                                                                                \
+			__asm__(HOST_PRE "bsf %[s], %[x]" HOST_POST : "+a"(ax_), [x] "+r"(x) : [s] "r"(s) : "cc");     \
+			break;                                                                                         \
+		case 1:                                                                                                \
+			__asm__(HOST_PRE "bsr %[s], %[x]" HOST_POST : "+a"(ax_), [x] "+r"(x) : [s] "r"(s) : "cc");     \
+			break;                                                                                         \
+		case 2:                                                                                                \
+			__asm__(HOST_PRE "lzcnt %[s], %[x]" HOST_POST : "+a"(ax_), [x] "+r"(x) : [s] "r"(s) : "cc");   \
+			break;                                                                                         \
+		default:                                                                                               \
+			__asm__(HOST_PRE "popcnt %[s], %[x]" HOST_POST : "+a"(ax_), [x] "+r"(x) : [s] "r"(s) : "cc");  \
+			break;                                                                                         \
+		}                                                                                                      \
+		f = lahf_flags(ax_);                                                                                   \
+		r = x;                                                                                                 \
+		break;                                                                                                 \
 	}
 
 HANDLER(h_bitscan)
@@ -545,4 +572,24 @@ HANDLER(h_bcd)
 	}
 	}
 	cpu->rflags = f;
+}
+
+/* CRC32 r32/r64, r/m8/16/32/64 (SSE4.2, but a general-register instruction:
+ * no SSE state, no CR0.TS check). */
+HANDLER(h_crc32)
+{
+	uint64_t src = (d->flags & DI_MEMSRC) ? d_read(cpu, d, d->ssz) : reg_get(cpu, d->r1, d->ssz);
+	uint32_t crc = (uint32_t)reg_get(cpu, d->r0, 4);
+	switch (d->ssz) {
+	case 1: __asm__("crc32b %1, %0" : "+r"(crc) : "q"((uint8_t)src)); break;
+	case 2: __asm__("crc32w %1, %0" : "+r"(crc) : "r"((uint16_t)src)); break;
+	case 4: __asm__("crc32l %1, %0" : "+r"(crc) : "r"((uint32_t)src)); break;
+	default: {
+		uint64_t c64 = crc;
+		__asm__("crc32q %1, %0" : "+r"(c64) : "r"(src));
+		crc = (uint32_t)c64;
+		break;
+	}
+	}
+	reg_set(cpu, d->r0, d->osz, crc);
 }

@@ -9,8 +9,8 @@
  */
 #include <pthread.h>
 
-#include "dbt/internal.h"
 #include "dbt/hostop.h"
+#include "dbt/internal.h"
 
 static pthread_mutex_t split_lock = PTHREAD_MUTEX_INITIALIZER;
 
@@ -27,38 +27,46 @@ static uint8_t *lockable(struct dbt_cpu *cpu, uint64_t lin, unsigned size, unsig
 
 /* ---- LOCK ALU op [mem], reg/imm ------------------------------------------------------ */
 
-#define LOCK_BINOP(INSN, p, b, f)                                                                      \
-	do {                                                                                           \
-		uint16_t ax_ = flags_to_ax(f);                                                         \
-		__asm__ volatile(HOST_PRE "lock " INSN " %[bb], (%[pp])" HOST_POST                     \
-				 : "+a"(ax_) : [pp] "r"(p), [bb] "q"(b) : "cc", "memory");              \
-		(f) = lahf_flags(ax_);                                                                  \
+#define LOCK_BINOP(INSN, p, b, f)                                                                                      \
+	do {                                                                                                           \
+		uint16_t ax_ = flags_to_ax(f);                                                                         \
+		__asm__ volatile(HOST_PRE "lock " INSN " %[bb], (%[pp])" HOST_POST                                     \
+				 : "+a"(ax_)                                                                           \
+				 : [pp] "r"(p), [bb] "q"(b)                                                            \
+				 : "cc", "memory");                                                                    \
+		(f) = lahf_flags(ax_);                                                                                 \
 	} while (0)
 
-#define LOCK_ALU_SIZE(OP, INSN, SZ, T)                                                                 \
-	static void lock_##OP##_##SZ(struct dbt_cpu *cpu, const struct dinsn *d, T b)                  \
-	{                                                                                              \
-		unsigned acc = seg_acc(d->seg);                                                        \
-		uint64_t lin = d_lin(cpu, d, SZ, true), f = cpu->rflags;                               \
-		uint8_t *p = lockable(cpu, lin, SZ, acc);                                              \
-		if (p) {                                                                               \
-			LOCK_BINOP(INSN, p, b, f);                                                     \
-		} else {                                                                               \
-			pthread_mutex_lock(&split_lock);                                               \
-			T a = (T)mem_read_slow(cpu, lin, SZ, acc);                                     \
-			HOST_BINOP(INSN, a, b, f);                                                     \
-			mem_write_slow(cpu, lin, SZ, a, acc);                                          \
-			pthread_mutex_unlock(&split_lock);                                             \
-		}                                                                                      \
-		set_arith(cpu, f);                                                                     \
-	}                                                                                              \
-	static HANDLER(lock_##OP##_mr_##SZ) { lock_##OP##_##SZ(cpu, d, (T)reg_get(cpu, d->r1, SZ)); } \
-	static HANDLER(lock_##OP##_mi_##SZ) { lock_##OP##_##SZ(cpu, d, (T)d->imm); }
+#define LOCK_ALU_SIZE(OP, INSN, SZ, T)                                                                                 \
+	static void lock_##OP##_##SZ(struct dbt_cpu *cpu, const struct dinsn *d, T b)                                  \
+	{                                                                                                              \
+		unsigned acc = seg_acc(d->seg);                                                                        \
+		uint64_t lin = d_lin(cpu, d, SZ, true), f = cpu->rflags;                                               \
+		uint8_t *p = lockable(cpu, lin, SZ, acc);                                                              \
+		if (p) {                                                                                               \
+			LOCK_BINOP(INSN, p, b, f);                                                                     \
+		} else {                                                                                               \
+			pthread_mutex_lock(&split_lock);                                                               \
+			T a = (T)mem_read_slow(cpu, lin, SZ, acc);                                                     \
+			HOST_BINOP(INSN, a, b, f);                                                                     \
+			mem_write_slow(cpu, lin, SZ, a, acc);                                                          \
+			pthread_mutex_unlock(&split_lock);                                                             \
+		}                                                                                                      \
+		set_arith(cpu, f);                                                                                     \
+	}                                                                                                              \
+	static HANDLER(lock_##OP##_mr_##SZ)                                                                            \
+	{                                                                                                              \
+		lock_##OP##_##SZ(cpu, d, (T)reg_get(cpu, d->r1, SZ));                                                  \
+	}                                                                                                              \
+	static HANDLER(lock_##OP##_mi_##SZ)                                                                            \
+	{                                                                                                              \
+		lock_##OP##_##SZ(cpu, d, (T)d->imm);                                                                   \
+	}
 
-#define LOCK_ALU(OP, INSN)                                                                             \
-	LOCK_ALU_SIZE(OP, INSN, 1, uint8_t)                                                            \
-	LOCK_ALU_SIZE(OP, INSN, 2, uint16_t)                                                           \
-	LOCK_ALU_SIZE(OP, INSN, 4, uint32_t)                                                           \
+#define LOCK_ALU(OP, INSN)                                                                                             \
+	LOCK_ALU_SIZE(OP, INSN, 1, uint8_t)                                                                            \
+	LOCK_ALU_SIZE(OP, INSN, 2, uint16_t)                                                                           \
+	LOCK_ALU_SIZE(OP, INSN, 4, uint32_t)                                                                           \
 	LOCK_ALU_SIZE(OP, INSN, 8, uint64_t)
 
 LOCK_ALU(add, "add")
@@ -69,43 +77,45 @@ LOCK_ALU(and, "and")
 LOCK_ALU(sub, "sub")
 LOCK_ALU(xor, "xor")
 
-#define LFORMS(OP)                                                                                     \
-	{                                                                                              \
-		{lock_##OP##_mr_1, lock_##OP##_mr_2, lock_##OP##_mr_4, lock_##OP##_mr_8},             \
-		{lock_##OP##_mi_1, lock_##OP##_mi_2, lock_##OP##_mi_4, lock_##OP##_mi_8},             \
+#define LFORMS(OP)                                                                                                     \
+	{                                                                                                              \
+		{lock_##OP##_mr_1, lock_##OP##_mr_2, lock_##OP##_mr_4, lock_##OP##_mr_8},                              \
+		    {lock_##OP##_mi_1, lock_##OP##_mi_2, lock_##OP##_mi_4, lock_##OP##_mi_8},                          \
 	}
 
 const dbt_handler h_alu_lock[ALU_CMP][2][4] = {
-	LFORMS(add), LFORMS(or), LFORMS(adc), LFORMS(sbb), LFORMS(and), LFORMS(sub), LFORMS(xor),
+    LFORMS(add), LFORMS(or), LFORMS(adc), LFORMS(sbb), LFORMS(and), LFORMS(sub), LFORMS(xor),
 };
 
 /* ---- LOCK INC/DEC/NEG/NOT [mem] -------------------------------------------------------- */
 
-#define LOCK_UNARY_SIZE(OP, INSN, SFX, SZ, T)                                                          \
-	static HANDLER(lock_##OP##_##SZ)                                                               \
-	{                                                                                              \
-		unsigned acc = seg_acc(d->seg);                                                        \
-		uint64_t lin = d_lin(cpu, d, SZ, true), f = cpu->rflags;                               \
-		uint8_t *p = lockable(cpu, lin, SZ, acc);                                              \
-		if (p) {                                                                               \
-			uint16_t ax_ = flags_to_ax(f);                                                 \
-			__asm__ volatile(HOST_PRE "lock " INSN SFX " (%[pp])" HOST_POST                \
-					 : "+a"(ax_) : [pp] "r"(p) : "cc", "memory");                   \
-			f = lahf_flags(ax_);                                                           \
-		} else {                                                                               \
-			pthread_mutex_lock(&split_lock);                                               \
-			T a = (T)mem_read_slow(cpu, lin, SZ, acc);                                     \
-			HOST_UNOP(INSN, a, f);                                                         \
-			mem_write_slow(cpu, lin, SZ, a, acc);                                          \
-			pthread_mutex_unlock(&split_lock);                                             \
-		}                                                                                      \
-		set_arith(cpu, f);                                                                     \
+#define LOCK_UNARY_SIZE(OP, INSN, SFX, SZ, T)                                                                          \
+	static HANDLER(lock_##OP##_##SZ)                                                                               \
+	{                                                                                                              \
+		unsigned acc = seg_acc(d->seg);                                                                        \
+		uint64_t lin = d_lin(cpu, d, SZ, true), f = cpu->rflags;                                               \
+		uint8_t *p = lockable(cpu, lin, SZ, acc);                                                              \
+		if (p) {                                                                                               \
+			uint16_t ax_ = flags_to_ax(f);                                                                 \
+			__asm__ volatile(HOST_PRE "lock " INSN SFX " (%[pp])" HOST_POST                                \
+					 : "+a"(ax_)                                                                   \
+					 : [pp] "r"(p)                                                                 \
+					 : "cc", "memory");                                                            \
+			f = lahf_flags(ax_);                                                                           \
+		} else {                                                                                               \
+			pthread_mutex_lock(&split_lock);                                                               \
+			T a = (T)mem_read_slow(cpu, lin, SZ, acc);                                                     \
+			HOST_UNOP(INSN, a, f);                                                                         \
+			mem_write_slow(cpu, lin, SZ, a, acc);                                                          \
+			pthread_mutex_unlock(&split_lock);                                                             \
+		}                                                                                                      \
+		set_arith(cpu, f);                                                                                     \
 	}
 
-#define LOCK_UNARY(OP, INSN)                                                                           \
-	LOCK_UNARY_SIZE(OP, INSN, "b", 1, uint8_t)                                                     \
-	LOCK_UNARY_SIZE(OP, INSN, "w", 2, uint16_t)                                                    \
-	LOCK_UNARY_SIZE(OP, INSN, "l", 4, uint32_t)                                                    \
+#define LOCK_UNARY(OP, INSN)                                                                                           \
+	LOCK_UNARY_SIZE(OP, INSN, "b", 1, uint8_t)                                                                     \
+	LOCK_UNARY_SIZE(OP, INSN, "w", 2, uint16_t)                                                                    \
+	LOCK_UNARY_SIZE(OP, INSN, "l", 4, uint32_t)                                                                    \
 	LOCK_UNARY_SIZE(OP, INSN, "q", 8, uint64_t)
 
 LOCK_UNARY(inc, "inc")
@@ -114,32 +124,32 @@ LOCK_UNARY(neg, "neg")
 LOCK_UNARY(not, "not")
 
 const dbt_handler h_unary_lock[UNARY_OPS][4] = {
-	{lock_inc_1, lock_inc_2, lock_inc_4, lock_inc_8},
-	{lock_dec_1, lock_dec_2, lock_dec_4, lock_dec_8},
-	{lock_neg_1, lock_neg_2, lock_neg_4, lock_neg_8},
-	{lock_not_1, lock_not_2, lock_not_4, lock_not_8},
+    {lock_inc_1, lock_inc_2, lock_inc_4, lock_inc_8},
+    {lock_dec_1, lock_dec_2, lock_dec_4, lock_dec_8},
+    {lock_neg_1, lock_neg_2, lock_neg_4, lock_neg_8},
+    {lock_not_1, lock_not_2, lock_not_4, lock_not_8},
 };
 
 /* ---- XCHG, CMPXCHG, XADD ----------------------------------------------------------------- */
 
-#define SIZE_SWITCH(sz, ...)                                                                          \
-	switch (sz) {                                                                                  \
-	case 1: {                                                                                      \
-		typedef uint8_t T;                                                                     \
-		__VA_ARGS__ break;                                                                            \
-	}                                                                                              \
-	case 2: {                                                                                      \
-		typedef uint16_t T;                                                                    \
-		__VA_ARGS__ break;                                                                            \
-	}                                                                                              \
-	case 4: {                                                                                      \
-		typedef uint32_t T;                                                                    \
-		__VA_ARGS__ break;                                                                            \
-	}                                                                                              \
-	default: {                                                                                     \
-		typedef uint64_t T;                                                                    \
-		__VA_ARGS__ break;                                                                            \
-	}                                                                                              \
+#define SIZE_SWITCH(sz, ...)                                                                                           \
+	switch (sz) {                                                                                                  \
+	case 1: {                                                                                                      \
+		typedef uint8_t T;                                                                                     \
+		__VA_ARGS__ break;                                                                                     \
+	}                                                                                                              \
+	case 2: {                                                                                                      \
+		typedef uint16_t T;                                                                                    \
+		__VA_ARGS__ break;                                                                                     \
+	}                                                                                                              \
+	case 4: {                                                                                                      \
+		typedef uint32_t T;                                                                                    \
+		__VA_ARGS__ break;                                                                                     \
+	}                                                                                                              \
+	default: {                                                                                                     \
+		typedef uint64_t T;                                                                                    \
+		__VA_ARGS__ break;                                                                                     \
+	}                                                                                                              \
 	}
 
 /* XCHG with memory is locked whether or not it says so. */
@@ -186,7 +196,9 @@ HANDLER(h_cmpxchg)
 			SIZE_SWITCH(sz, {
 				T a = (T)acc_v, s = (T)src;
 				__asm__ volatile("lock cmpxchg %[s], (%[pp])"
-						 : "+a"(a) : [s] "q"(s), [pp] "r"(p) : "cc", "memory");
+						 : "+a"(a)
+						 : [s] "q"(s), [pp] "r"(p)
+						 : "cc", "memory");
 				old = a;
 			})
 		} else {
@@ -219,7 +231,10 @@ HANDLER(h_xadd)
 		if (p) {
 			SIZE_SWITCH(sz, {
 				T v = (T)b;
-				__asm__ volatile("lock xadd %[v], (%[pp])" : [v] "+q"(v) : [pp] "r"(p) : "cc", "memory");
+				__asm__ volatile("lock xadd %[v], (%[pp])"
+						 : [v] "+q"(v)
+						 : [pp] "r"(p)
+						 : "cc", "memory");
 				old = v;
 			})
 		} else {

@@ -16,11 +16,11 @@ static inline void jump_rel(struct dbt_cpu *cpu, uint64_t target)
 		branch_to(cpu, target);
 }
 
-#define JCC(CC)                                                                                        \
-	static HANDLER(jcc_##CC)                                                                       \
-	{                                                                                              \
-		if (cond_true(cpu->rflags, CC))                                                        \
-			jump_rel(cpu, d->imm);                                                         \
+#define JCC(CC)                                                                                                        \
+	static HANDLER(jcc_##CC)                                                                                       \
+	{                                                                                                              \
+		if (cond_true(cpu->rflags, CC))                                                                        \
+			jump_rel(cpu, d->imm);                                                                         \
 	}
 
 JCC(0)
@@ -41,8 +41,8 @@ JCC(14)
 JCC(15)
 
 const dbt_handler h_jcc[16] = {
-	jcc_0, jcc_1, jcc_2, jcc_3, jcc_4, jcc_5, jcc_6, jcc_7,
-	jcc_8, jcc_9, jcc_10, jcc_11, jcc_12, jcc_13, jcc_14, jcc_15,
+    jcc_0, jcc_1, jcc_2,  jcc_3,  jcc_4,  jcc_5,  jcc_6,  jcc_7,
+    jcc_8, jcc_9, jcc_10, jcc_11, jcc_12, jcc_13, jcc_14, jcc_15,
 };
 
 HANDLER(h_jmp_rel)
@@ -119,8 +119,8 @@ static void far_operand(struct dbt_cpu *cpu, const struct dinsn *d, uint16_t *se
 	}
 	uint64_t ea = d_ea(cpu, d);
 	*off = mem_read(cpu, seg_lin(cpu, d->seg, ea, d->osz, false), d->osz, seg_acc(d->seg));
-	*sel = (uint16_t)mem_read(cpu, seg_lin(cpu, d->seg, (ea + d->osz) & amask(d->asz), 2, false), 2,
-				  seg_acc(d->seg));
+	*sel =
+	    (uint16_t)mem_read(cpu, seg_lin(cpu, d->seg, (ea + d->osz) & amask(d->asz), 2, false), 2, seg_acc(d->seg));
 }
 
 HANDLER(h_jmp_far)
@@ -186,7 +186,8 @@ HANDLER(h_bound)
 	unsigned sz = d->osz;
 	uint64_t ea = d_ea(cpu, d);
 	int64_t lo = (int64_t)sext(mem_read(cpu, seg_lin(cpu, d->seg, ea, sz, false), sz, 0), sz);
-	int64_t hi = (int64_t)sext(mem_read(cpu, seg_lin(cpu, d->seg, (ea + sz) & amask(d->asz), sz, false), sz, 0), sz);
+	int64_t hi =
+	    (int64_t)sext(mem_read(cpu, seg_lin(cpu, d->seg, (ea + sz) & amask(d->asz), sz, false), sz, 0), sz);
 	int64_t v = (int64_t)sext(reg_get(cpu, d->r0, sz), sz);
 	if (v < lo || v > hi)
 		dbt_raise(cpu, EXC_BR, NO_ERROR);

@@ -90,6 +90,7 @@ static void page_invalidate(struct dbt_shared *sh, int64_t idx)
 	uint32_t w = atomic_load_explicit(&sh->gen[idx], memory_order_relaxed);
 	while ((w & 1) && !atomic_compare_exchange_weak(&sh->gen[idx], &w, (w + 2) & ~1u))
 		;
+	atomic_fetch_add(&sh->inval, 1);
 }
 
 void code_page_written(struct dbt_cpu *cpu, uint64_t gpa)
@@ -139,8 +140,7 @@ static uint32_t code_page_mark(struct dbt_cpu *cpu, int64_t idx, uint64_t gpa_pa
 
 int cache_init(struct dbt_cpu *cpu)
 {
-	cpu->arena = mmap(NULL, ARENA_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
-			  -1, 0);
+	cpu->arena = mmap(NULL, ARENA_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (cpu->arena == MAP_FAILED) {
 		cpu->arena = NULL;
 		return -1;
@@ -159,11 +159,6 @@ void cache_destroy(struct dbt_cpu *cpu)
 	cpu->arena = NULL;
 }
 
-static inline unsigned jc_hash(uint64_t rip)
-{
-	return (unsigned)((((rip >> 12) ^ (rip >> 18)) & 63) << 6) | (unsigned)((rip ^ (rip >> 6)) & 63);
-}
-
 static inline unsigned bh_hash(uint64_t gpa, uint64_t rip)
 {
 	uint64_t h = (gpa ^ (rip << 7)) * 0x9e3779b97f4a7c15ull;
@@ -177,12 +172,16 @@ void cache_flush_jumps(struct dbt_cpu *cpu)
 
 void cache_flush_jumps_page(struct dbt_cpu *cpu, uint64_t lin)
 {
-	/* jc_hash keeps each virtual page's entries in one group of 64; the
-	 * page of a RIP and of its linear address differ by the CS base. */
-	uint64_t rip = lin - cpu->segbase[SEG_CS];
-	memset(&cpu->jcache[jc_hash(rip & PAGE_MASK) & ~63u], 0, 64 * sizeof(cpu->jcache[0]));
-	if (rip & 0xfff) /* a CS base that is not page aligned spreads one page over two */
-		memset(&cpu->jcache[jc_hash((rip & PAGE_MASK) + PAGE_SIZE) & ~63u], 0, 64 * sizeof(cpu->jcache[0]));
+	/* The RIPs of the linear page (the CS base need not be page aligned,
+	 * so they may span two RIP pages), and the page before, whose blocks
+	 * may run into it. */
+	uint64_t r0 = (lin & PAGE_MASK) - cpu->segbase[SEG_CS];
+	uint64_t p = (r0 & PAGE_MASK) - PAGE_SIZE, last = (r0 + PAGE_SIZE - 1) & PAGE_MASK;
+	for (;; p += PAGE_SIZE) {
+		memset(&cpu->jcache[jc_hash(p) & ~63u], 0, 64 * sizeof(cpu->jcache[0]));
+		if (p == last)
+			break;
+	}
 }
 
 void cache_flush_all(struct dbt_cpu *cpu)
@@ -213,8 +212,7 @@ void *cache_alloc(struct dbt_cpu *cpu, size_t size)
 
 bool cache_has_room(struct dbt_cpu *cpu)
 {
-	return cpu->arena_used + sizeof(struct block) + BLOCK_MAX_INSNS * sizeof(struct dinsn) + 64 <=
-	       cpu->arena_size;
+	return cpu->arena_used + sizeof(struct block) + BLOCK_MAX_INSNS * sizeof(struct dinsn) + 64 <= cpu->arena_size;
 }
 
 /* Records the pages a new block was decoded from. */
@@ -264,12 +262,7 @@ static struct block *lookup_slow(struct dbt_cpu *cpu, uint64_t rip, uint32_t key
 	return b;
 }
 
-struct block *cache_lookup(struct dbt_cpu *cpu)
+struct block *cache_lookup_slow(struct dbt_cpu *cpu)
 {
-	uint64_t rip = cpu->rip;
-	uint32_t key = mode_key(cpu);
-	struct block *b = cpu->jcache[jc_hash(rip)];
-	if (likely(b && b->rip == rip && b->key == key && block_valid(cpu->shared, b)))
-		return b;
-	return lookup_slow(cpu, rip, key);
+	return lookup_slow(cpu, cpu->rip, cpu->key);
 }

@@ -39,6 +39,7 @@ struct dbt_cpu *dbt_cpu_create(const struct dbt_env *env)
 	if (fpu_init(cpu) < 0)
 		goto fail;
 	decode_init(cpu);
+	cpu->trace = getenv("VIREO_DBT_TRACE") != NULL;
 	dbt_cpu_reset(cpu);
 	return cpu;
 fail:
@@ -60,7 +61,12 @@ void dbt_cpu_destroy(struct dbt_cpu *cpu)
 static void seg_reset(struct x86_segment *s, uint16_t sel, uint64_t base, uint8_t type)
 {
 	*s = (struct x86_segment){
-		.base = base, .limit = 0xffff, .selector = sel, .type = type, .s = 1, .present = 1,
+	    .base = base,
+	    .limit = 0xffff,
+	    .selector = sel,
+	    .type = type,
+	    .s = 1,
+	    .present = 1,
 	};
 }
 
@@ -97,6 +103,8 @@ void dbt_cpu_reset(struct dbt_cpu *cpu)
 	cpu->tsc_offset = -(int64_t)host_tsc();
 	cpu->cpl = 0;
 	cpu->irq_shadow = false;
+	cpu->irq_check = cpu->nmi_check = true;
+	cpu->nmi_blocked = false;
 	cpu->delivering = -1;
 	cpu_update_mode(cpu);
 	tlb_flush_all(cpu, false);
@@ -124,6 +132,8 @@ void dbt_cpu_set_state(struct dbt_cpu *cpu, const struct x86_state *state)
 	cpu->s.xcr0 = (state->xcr0 & 3) | 1;
 	cpu->cpl = (cpu->s.cr0 & CR0_PE) ? cpu->s.seg[SEG_SS].dpl : 0;
 	cpu->irq_shadow = false;
+	cpu->irq_check = cpu->nmi_check = true;
+	cpu->nmi_blocked = false;
 	cpu->delivering = -1;
 	cpu_update_mode(cpu);
 	tlb_flush_all(cpu, false);
@@ -165,7 +175,6 @@ void cpu_update_mode(struct dbt_cpu *cpu)
 	struct x86_state *s = &cpu->s;
 	const struct x86_segment *cs = &s->seg[SEG_CS];
 	uint64_t old_cs_base = cpu->segbase[SEG_CS];
-	uint32_t old_key = mode_key(cpu);
 
 	if (!(s->cr0 & CR0_PE))
 		cpu->mode = MODE_REAL;
@@ -199,8 +208,9 @@ void cpu_update_mode(struct dbt_cpu *cpu)
 			cpu->seg_chk[1] |= 1u << i;
 	}
 	cpu->segbase[SEG_NONE] = cpu->segbase[7] = 0;
+	cpu->key = mode_key(cpu);
 	tlb_select(cpu);
-	if (old_cs_base != cpu->segbase[SEG_CS] || old_key != mode_key(cpu))
+	if (old_cs_base != cpu->segbase[SEG_CS]) /* jump-cache entries are by RIP, not linear address */
 		cache_flush_jumps(cpu);
 }
 
@@ -237,6 +247,7 @@ static void exec_block(struct dbt_cpu *cpu, struct block *b)
 		cpu->rip = b->end_rip;
 	}
 	cpu->stop = false;
+	cpu->delivered = false;
 	cpu->cur_block = b;
 	cpu->in_block = true;
 	do {
@@ -246,21 +257,42 @@ static void exec_block(struct dbt_cpu *cpu, struct block *b)
 	} while (d < end && !cpu->stop);
 	cpu->in_block = false;
 	cpu->icount += (uint64_t)(d - b->insn);
-	if (single_step && cpu->exit_reason < 0) {
+	/* The single-step trap follows an instruction that ran with TF set,
+	 * unless it delivered an event itself (INT n, INT3, INTO clear TF). */
+	if (single_step && cpu->exit_reason < 0 && !cpu->delivered) {
 		cpu->s.dr[6] |= 1u << 14;
 		dbt_deliver(cpu, EXC_DB, NO_ERROR, cpu->rip, false, false);
 	}
 }
 
-/* Takes a deliverable interrupt, if any. */
+/* Takes an NMI or a maskable interrupt if one can be delivered now. The
+ * hint is consumed into irq_check/nmi_check, so the interrupt controller is
+ * asked only when an answer could be acted on. */
 static bool take_interrupt(struct dbt_cpu *cpu)
 {
-	if (!cpu->env.pending_interrupt)
+	const struct dbt_env *env = &cpu->env;
+
+	if (env->interrupt_hint && atomic_load_explicit(env->interrupt_hint, memory_order_relaxed) &&
+	    atomic_exchange(env->interrupt_hint, false))
+		cpu->irq_check = cpu->nmi_check = true;
+	if (cpu->irq_shadow && !cpu->s.halted)
 		return false;
-	int v = cpu->env.pending_interrupt(cpu->env.opaque);
+	if (cpu->nmi_check && !cpu->nmi_blocked) {
+		cpu->nmi_check = false;
+		if (env->take_nmi && env->take_nmi(env->opaque)) {
+			cpu->nmi_blocked = true;
+			cpu->s.halted = false;
+			dbt_deliver(cpu, EXC_NMI, NO_ERROR, cpu->rip, false, true);
+			return true;
+		}
+	}
+	if (!(cpu->rflags & FL_IF) || !env->pending_interrupt || (!cpu->irq_check && !cpu->s.halted))
+		return false;
+	cpu->irq_check = false;
+	int v = env->pending_interrupt(env->opaque);
 	if (v < 0)
 		return false;
-	cpu->env.accept_interrupt(cpu->env.opaque, v);
+	env->accept_interrupt(env->opaque, v);
 	cpu->s.halted = false;
 	dbt_deliver(cpu, v & 0xff, NO_ERROR, cpu->rip, false, true);
 	return true;
@@ -288,17 +320,14 @@ int dbt_cpu_run(struct dbt_cpu *cpu, struct vcpu_exit *exit)
 	for (;;) {
 		if (unlikely(cpu->exit_reason >= 0))
 			return run_exit(cpu, exit, cpu->exit_reason);
-		if (atomic_load_explicit(cpu->env.kick, memory_order_relaxed) &&
-		    atomic_exchange(cpu->env.kick, false))
+		if (atomic_load_explicit(cpu->env.kick, memory_order_relaxed) && atomic_exchange(cpu->env.kick, false))
 			return run_exit(cpu, exit, VCPU_EXIT_KICK);
 		if (unlikely(cpu->s.halted)) {
-			if (!(cpu->rflags & FL_IF) || !take_interrupt(cpu))
+			if (!take_interrupt(cpu))
 				return run_exit(cpu, exit, VCPU_EXIT_HLT);
-			if (cpu->env.interrupt_hint)
-				atomic_store(cpu->env.interrupt_hint, false);
-		} else if ((cpu->rflags & FL_IF) && !cpu->irq_shadow && cpu->env.interrupt_hint &&
-			   atomic_load_explicit(cpu->env.interrupt_hint, memory_order_relaxed)) {
-			atomic_store(cpu->env.interrupt_hint, false);
+		} else if ((cpu->irq_check && (cpu->rflags & FL_IF)) || (cpu->nmi_check && !cpu->nmi_blocked) ||
+			   (cpu->env.interrupt_hint &&
+			    atomic_load_explicit(cpu->env.interrupt_hint, memory_order_relaxed))) {
 			take_interrupt(cpu);
 		}
 		cpu->irq_shadow = false;
@@ -306,7 +335,15 @@ int dbt_cpu_run(struct dbt_cpu *cpu, struct vcpu_exit *exit)
 			cpu->seen_epoch = atomic_load(&cpu->shared->epoch);
 			tlb_flush_writes(cpu);
 		}
+		if (unlikely(atomic_load_explicit(&cpu->shared->inval, memory_order_acquire) != cpu->seen_inval)) {
+			cpu->seen_inval = atomic_load(&cpu->shared->inval);
+			cache_flush_jumps(cpu);
+		}
 		struct block *b = cache_lookup(cpu);
+		if (unlikely(cpu->trace))
+			fprintf(stderr, "dbt%u: %04x:%016llx mode %u cpl %u rax %llx rsp %llx\n", cpu->env.cpu_index,
+				cpu->s.seg[SEG_CS].selector, (unsigned long long)cpu->rip, cpu->mode, cpu->cpl,
+				(unsigned long long)cpu->gpr[RAX], (unsigned long long)cpu->gpr[RSP]);
 		exec_block(cpu, b);
 	}
 }

@@ -73,8 +73,10 @@ void cpuid_query(struct dbt_cpu *cpu, uint32_t leaf, uint32_t sub, uint32_t out[
 		*a = 1; /* one round, no descriptors: caches are described by leaf 4 (none) */
 		break;
 	case 7:
-		if (sub == 0)
-			*b = 1u << 9; /* ERMS: REP MOVSB/STOSB are the fast way */
+		if (sub == 0) {
+			*b = 1u << 9;  /* ERMS: REP MOVSB/STOSB are the fast way */
+			*d = 1u << 29; /* IA32_ARCH_CAPABILITIES */
+		}
 		break;
 	case 0xb: /* x2APIC topology: one thread per core, cpu_count cores */
 		*d = cpu->env.cpu_index;
@@ -108,9 +110,7 @@ void cpuid_query(struct dbt_cpu *cpu, uint32_t leaf, uint32_t sub, uint32_t out[
 		memcpy(c, "oDBT", 4);
 		memcpy(d, "Vire", 4);
 		break;
-	case 0x80000000:
-		*a = 0x80000008;
-		break;
+	case 0x80000000: *a = 0x80000008; break;
 	case 0x80000001:
 		*c = (1u << 0) /* LAHF in 64-bit mode */ | (host_ecx81 & (1u << 5)) /* LZCNT */ |
 		     (1u << 8) /* PREFETCHW */;
@@ -119,16 +119,11 @@ void cpuid_query(struct dbt_cpu *cpu, uint32_t leaf, uint32_t sub, uint32_t out[
 		break;
 	case 0x80000002:
 	case 0x80000003:
-	case 0x80000004:
-		put_str(out, brand + 16 * (leaf - 0x80000002));
-		break;
+	case 0x80000004: put_str(out, brand + 16 * (leaf - 0x80000002)); break;
 	case 0x80000007:
 		*d = 1u << 8; /* invariant TSC: the host's, which is */
 		break;
-	case 0x80000008:
-		*a = (48u << 8) | DBT_PHYS_BITS;
-		break;
-	default:
-		break;
+	case 0x80000008: *a = (48u << 8) | DBT_PHYS_BITS; break;
+	default: break;
 	}
 }

@@ -29,6 +29,12 @@ struct dbt_env {
 	 * CPU taking it. Asked only when *interrupt_hint is set and IF allows. */
 	int (*pending_interrupt)(void *opaque);
 	void (*accept_interrupt)(void *opaque, int vector);
+	/* True once per NMI waiting for this CPU (NULL: no NMIs). Asked when
+	 * *interrupt_hint is set, whatever RFLAGS.IF says, except while an NMI
+	 * handler runs (until IRET). */
+	bool (*take_nmi)(void *opaque);
+	/* Polled at block boundaries; the CPU clears it when it reads it and
+	 * remembers to ask the two functions above once it can act on them. */
 	atomic_bool *interrupt_hint;
 	/* Set by another thread to make dbt_cpu_run return with VCPU_EXIT_KICK. */
 	atomic_bool *kick;

@@ -14,9 +14,9 @@ void decode_init(struct dbt_cpu *cpu)
 		ZydisMachineMode mode;
 		ZydisStackWidth stack;
 	} modes[3] = {
-		{ZYDIS_MACHINE_MODE_LEGACY_16, ZYDIS_STACK_WIDTH_16},
-		{ZYDIS_MACHINE_MODE_LEGACY_32, ZYDIS_STACK_WIDTH_32},
-		{ZYDIS_MACHINE_MODE_LONG_64, ZYDIS_STACK_WIDTH_64},
+	    {ZYDIS_MACHINE_MODE_LEGACY_16, ZYDIS_STACK_WIDTH_16},
+	    {ZYDIS_MACHINE_MODE_LEGACY_32, ZYDIS_STACK_WIDTH_32},
+	    {ZYDIS_MACHINE_MODE_LONG_64, ZYDIS_STACK_WIDTH_64},
 	};
 	for (int i = 0; i < 3; i++) {
 		ZydisDecoderInit(&cpu->dec[i], modes[i].mode, modes[i].stack);
@@ -35,7 +35,6 @@ struct dctx {
 	ZydisDecodedInstruction in;
 	ZydisDecodedOperand ops[ZYDIS_MAX_OPERAND_COUNT];
 	struct dinsn *d;
-	const uint8_t *bytes;
 	uint64_t next; /* RIP of the next instruction */
 	bool ends;     /* the block ends after this instruction */
 };
@@ -63,10 +62,8 @@ static int gpr_enc(ZydisRegister r)
 		return (id - 4) * 8;
 	case ZYDIS_REGCLASS_GPR16:
 	case ZYDIS_REGCLASS_GPR32:
-	case ZYDIS_REGCLASS_GPR64:
-		return id;
-	default:
-		return -1;
+	case ZYDIS_REGCLASS_GPR64: return id;
+	default: return -1;
 	}
 }
 
@@ -189,12 +186,11 @@ static int cond_code(ZydisMnemonic m, ZydisMnemonic o, ZydisMnemonic no, ZydisMn
 	return -1;
 }
 
-#define CC(m, X)                                                                                           \
-	cond_code(m, ZYDIS_MNEMONIC_##X##O, ZYDIS_MNEMONIC_##X##NO, ZYDIS_MNEMONIC_##X##B,                \
-		  ZYDIS_MNEMONIC_##X##NB, ZYDIS_MNEMONIC_##X##Z, ZYDIS_MNEMONIC_##X##NZ, ZYDIS_MNEMONIC_##X##BE, \
-		  ZYDIS_MNEMONIC_##X##NBE, ZYDIS_MNEMONIC_##X##S, ZYDIS_MNEMONIC_##X##NS, ZYDIS_MNEMONIC_##X##P, \
-		  ZYDIS_MNEMONIC_##X##NP, ZYDIS_MNEMONIC_##X##L, ZYDIS_MNEMONIC_##X##NL, ZYDIS_MNEMONIC_##X##LE, \
-		  ZYDIS_MNEMONIC_##X##NLE)
+#define CC(m, X)                                                                                                       \
+	cond_code(m, ZYDIS_MNEMONIC_##X##O, ZYDIS_MNEMONIC_##X##NO, ZYDIS_MNEMONIC_##X##B, ZYDIS_MNEMONIC_##X##NB,     \
+		  ZYDIS_MNEMONIC_##X##Z, ZYDIS_MNEMONIC_##X##NZ, ZYDIS_MNEMONIC_##X##BE, ZYDIS_MNEMONIC_##X##NBE,      \
+		  ZYDIS_MNEMONIC_##X##S, ZYDIS_MNEMONIC_##X##NS, ZYDIS_MNEMONIC_##X##P, ZYDIS_MNEMONIC_##X##NP,        \
+		  ZYDIS_MNEMONIC_##X##L, ZYDIS_MNEMONIC_##X##NL, ZYDIS_MNEMONIC_##X##LE, ZYDIS_MNEMONIC_##X##NLE)
 
 static uint64_t op_mask(const struct dctx *c)
 {
@@ -347,6 +343,8 @@ static bool build(struct dctx *c)
 		d->osz = (uint8_t)(o0->size / 8);
 		d->ssz = (uint8_t)(o1->size / 8);
 		d->fn = m == ZYDIS_MNEMONIC_MOVZX ? h_movzx : h_movsx;
+		if (d->osz == 4 && d->ssz < 4 && m != ZYDIS_MNEMONIC_MOVSXD)
+			d->fn = h_movx32[m == ZYDIS_MNEMONIC_MOVSX][d->ssz == 2][(d->flags & DI_MEMSRC) != 0];
 		return true;
 	case ZYDIS_MNEMONIC_LEA:
 		if (!set_op0(c, o0) || !is_mem(o1))
@@ -372,21 +370,45 @@ static bool build(struct dctx *c)
 		return true;
 	case ZYDIS_MNEMONIC_CBW:
 	case ZYDIS_MNEMONIC_CWDE:
-	case ZYDIS_MNEMONIC_CDQE:
-		d->fn = h_cbw;
-		return true;
+	case ZYDIS_MNEMONIC_CDQE: d->fn = h_cbw; return true;
 	case ZYDIS_MNEMONIC_CWD:
 	case ZYDIS_MNEMONIC_CDQ:
-	case ZYDIS_MNEMONIC_CQO:
-		d->fn = h_cwd;
+	case ZYDIS_MNEMONIC_CQO: d->fn = h_cwd; return true;
+	case ZYDIS_MNEMONIC_MOVNTI: { /* a plain store: no SSE state involved */
+		int form = form2(c);
+		if (form != FORM_MR)
+			return false;
+		d->fn = h_mov[FORM_MR][sz_idx(d->osz)];
+		return true;
+	}
+	case ZYDIS_MNEMONIC_CRC32:
+		if (!set_op0(c, o0) || !set_op1(c, o1) || !cpuid_host_has(1, 20))
+			return false;
+		d->ssz = (uint8_t)(o1->size / 8);
+		d->fn = h_crc32;
 		return true;
 	case ZYDIS_MNEMONIC_LAHF: d->fn = h_lahf; return true;
 	case ZYDIS_MNEMONIC_SAHF: d->fn = h_sahf; return true;
-	case ZYDIS_MNEMONIC_CLC: d->cc = 0; d->fn = h_flagop; return true;
-	case ZYDIS_MNEMONIC_STC: d->cc = 1; d->fn = h_flagop; return true;
-	case ZYDIS_MNEMONIC_CMC: d->cc = 2; d->fn = h_flagop; return true;
-	case ZYDIS_MNEMONIC_CLD: d->cc = 3; d->fn = h_flagop; return true;
-	case ZYDIS_MNEMONIC_STD: d->cc = 4; d->fn = h_flagop; return true;
+	case ZYDIS_MNEMONIC_CLC:
+		d->cc = 0;
+		d->fn = h_flagop;
+		return true;
+	case ZYDIS_MNEMONIC_STC:
+		d->cc = 1;
+		d->fn = h_flagop;
+		return true;
+	case ZYDIS_MNEMONIC_CMC:
+		d->cc = 2;
+		d->fn = h_flagop;
+		return true;
+	case ZYDIS_MNEMONIC_CLD:
+		d->cc = 3;
+		d->fn = h_flagop;
+		return true;
+	case ZYDIS_MNEMONIC_STD:
+		d->cc = 4;
+		d->fn = h_flagop;
+		return true;
 	case ZYDIS_MNEMONIC_XLAT:
 		set_mem(c, o0, 0);
 		d->fn = h_xlat;
@@ -397,9 +419,7 @@ static bool build(struct dctx *c)
 	case ZYDIS_MNEMONIC_PREFETCHT1:
 	case ZYDIS_MNEMONIC_PREFETCHT2:
 	case ZYDIS_MNEMONIC_PREFETCHW:
-	case ZYDIS_MNEMONIC_PREFETCH:
-		d->fn = h_nop;
-		return true;
+	case ZYDIS_MNEMONIC_PREFETCH: d->fn = h_nop; return true;
 	case ZYDIS_MNEMONIC_PAUSE: d->fn = h_pause; return true;
 
 	/* ---- arithmetic ---- */
@@ -416,8 +436,10 @@ static bool build(struct dctx *c)
 	case ZYDIS_MNEMONIC_DEC:
 	case ZYDIS_MNEMONIC_NEG:
 	case ZYDIS_MNEMONIC_NOT: {
-		int u = m == ZYDIS_MNEMONIC_INC ? UN_INC : m == ZYDIS_MNEMONIC_DEC ? UN_DEC
-			: m == ZYDIS_MNEMONIC_NEG ? UN_NEG : UN_NOT;
+		int u = m == ZYDIS_MNEMONIC_INC	  ? UN_INC
+			: m == ZYDIS_MNEMONIC_DEC ? UN_DEC
+			: m == ZYDIS_MNEMONIC_NEG ? UN_NEG
+						  : UN_NOT;
 		if (!set_op0(c, o0))
 			return false;
 		int sz = sz_idx(d->osz);
@@ -433,7 +455,9 @@ static bool build(struct dctx *c)
 	case ZYDIS_MNEMONIC_RCR: d->cc = 3; goto shift;
 	case ZYDIS_MNEMONIC_SHL: d->cc = 4; goto shift;
 	case ZYDIS_MNEMONIC_SHR: d->cc = 5; goto shift;
-	case ZYDIS_MNEMONIC_SAR: d->cc = 7; goto shift;
+	case ZYDIS_MNEMONIC_SAR:
+		d->cc = 7;
+		goto shift;
 	shift:
 		if (!set_op0(c, o0))
 			return false;
@@ -479,7 +503,9 @@ static bool build(struct dctx *c)
 	case ZYDIS_MNEMONIC_BT: d->cc = 0; goto bt;
 	case ZYDIS_MNEMONIC_BTS: d->cc = 1; goto bt;
 	case ZYDIS_MNEMONIC_BTR: d->cc = 2; goto bt;
-	case ZYDIS_MNEMONIC_BTC: d->cc = 3; goto bt;
+	case ZYDIS_MNEMONIC_BTC:
+		d->cc = 3;
+		goto bt;
 	bt:
 		if (!set_op0(c, o0) || !set_op1(c, o1))
 			return false;
@@ -488,7 +514,9 @@ static bool build(struct dctx *c)
 	case ZYDIS_MNEMONIC_BSF: d->cc = 0; goto scan;
 	case ZYDIS_MNEMONIC_BSR: d->cc = 1; goto scan;
 	case ZYDIS_MNEMONIC_LZCNT: d->cc = 2; goto scan;
-	case ZYDIS_MNEMONIC_POPCNT: d->cc = 3; goto scan;
+	case ZYDIS_MNEMONIC_POPCNT:
+		d->cc = 3;
+		goto scan;
 	scan:
 		if (!set_op0(c, o0) || !set_op1(c, o1))
 			return false;
@@ -547,18 +575,12 @@ static bool build(struct dctx *c)
 		}
 		return true;
 	case ZYDIS_MNEMONIC_PUSHA:
-	case ZYDIS_MNEMONIC_PUSHAD:
-		d->fn = h_pusha;
-		return true;
+	case ZYDIS_MNEMONIC_PUSHAD: d->fn = h_pusha; return true;
 	case ZYDIS_MNEMONIC_POPA:
-	case ZYDIS_MNEMONIC_POPAD:
-		d->fn = h_popa;
-		return true;
+	case ZYDIS_MNEMONIC_POPAD: d->fn = h_popa; return true;
 	case ZYDIS_MNEMONIC_PUSHF:
 	case ZYDIS_MNEMONIC_PUSHFD:
-	case ZYDIS_MNEMONIC_PUSHFQ:
-		d->fn = h_pushf;
-		return true;
+	case ZYDIS_MNEMONIC_PUSHFQ: d->fn = h_pushf; return true;
 	case ZYDIS_MNEMONIC_POPF:
 	case ZYDIS_MNEMONIC_POPFD:
 	case ZYDIS_MNEMONIC_POPFQ:
@@ -570,9 +592,7 @@ static bool build(struct dctx *c)
 		d->ssz = (uint8_t)(o1->imm.value.u & 31);
 		d->fn = h_enter;
 		return true;
-	case ZYDIS_MNEMONIC_LEAVE:
-		d->fn = h_leave;
-		return true;
+	case ZYDIS_MNEMONIC_LEAVE: d->fn = h_leave; return true;
 
 	/* ---- control flow ---- */
 	case ZYDIS_MNEMONIC_JMP:
@@ -627,9 +647,18 @@ static bool build(struct dctx *c)
 		d->fn = h_int;
 		c->ends = true;
 		return true;
-	case ZYDIS_MNEMONIC_INT3: d->fn = h_int3; c->ends = true; return true;
-	case ZYDIS_MNEMONIC_INTO: d->fn = h_into; c->ends = true; return true;
-	case ZYDIS_MNEMONIC_INT1: d->fn = h_int1; c->ends = true; return true;
+	case ZYDIS_MNEMONIC_INT3:
+		d->fn = h_int3;
+		c->ends = true;
+		return true;
+	case ZYDIS_MNEMONIC_INTO:
+		d->fn = h_into;
+		c->ends = true;
+		return true;
+	case ZYDIS_MNEMONIC_INT1:
+		d->fn = h_int1;
+		c->ends = true;
+		return true;
 	case ZYDIS_MNEMONIC_IRET:
 	case ZYDIS_MNEMONIC_IRETD:
 	case ZYDIS_MNEMONIC_IRETQ:
@@ -648,7 +677,10 @@ static bool build(struct dctx *c)
 	case ZYDIS_MNEMONIC_LES: d->cc = SEG_ES; goto lxs;
 	case ZYDIS_MNEMONIC_LFS: d->cc = SEG_FS; goto lxs;
 	case ZYDIS_MNEMONIC_LGS: d->cc = SEG_GS; goto lxs;
-	case ZYDIS_MNEMONIC_LSS: d->cc = SEG_SS; c->ends = true; goto lxs;
+	case ZYDIS_MNEMONIC_LSS:
+		d->cc = SEG_SS;
+		c->ends = true;
+		goto lxs;
 	lxs:
 		if (!set_op0(c, o0) || !is_mem(o1))
 			return false;
@@ -672,8 +704,10 @@ static bool build(struct dctx *c)
 	case ZYDIS_MNEMONIC_LMSW:
 		if (!set_op0(c, o0))
 			return false;
-		d->fn = m == ZYDIS_MNEMONIC_LLDT ? h_lldt : m == ZYDIS_MNEMONIC_LTR ? h_ltr
-			: m == ZYDIS_MNEMONIC_LMSW ? h_lmsw : h_verr;
+		d->fn = m == ZYDIS_MNEMONIC_LLDT   ? h_lldt
+			: m == ZYDIS_MNEMONIC_LTR  ? h_ltr
+			: m == ZYDIS_MNEMONIC_LMSW ? h_lmsw
+						   : h_verr;
 		d->cc = m == ZYDIS_MNEMONIC_VERW;
 		c->ends = m == ZYDIS_MNEMONIC_LMSW;
 		return true;
@@ -699,10 +733,22 @@ static bool build(struct dctx *c)
 		d->fn = h_arpl;
 		return true;
 	case ZYDIS_MNEMONIC_SWAPGS: d->fn = h_swapgs; return true;
-	case ZYDIS_MNEMONIC_SYSCALL: d->fn = h_syscall; c->ends = true; return true;
-	case ZYDIS_MNEMONIC_SYSRET: d->fn = h_sysret; c->ends = true; return true;
-	case ZYDIS_MNEMONIC_SYSENTER: d->fn = h_sysenter; c->ends = true; return true;
-	case ZYDIS_MNEMONIC_SYSEXIT: d->fn = h_sysexit; c->ends = true; return true;
+	case ZYDIS_MNEMONIC_SYSCALL:
+		d->fn = h_syscall;
+		c->ends = true;
+		return true;
+	case ZYDIS_MNEMONIC_SYSRET:
+		d->fn = h_sysret;
+		c->ends = true;
+		return true;
+	case ZYDIS_MNEMONIC_SYSENTER:
+		d->fn = h_sysenter;
+		c->ends = true;
+		return true;
+	case ZYDIS_MNEMONIC_SYSEXIT:
+		d->fn = h_sysexit;
+		c->ends = true;
+		return true;
 
 	/* ---- system ---- */
 	case ZYDIS_MNEMONIC_CLTS: d->fn = h_clts; return true;
@@ -711,20 +757,33 @@ static bool build(struct dctx *c)
 		d->fn = h_invlpg;
 		return true;
 	case ZYDIS_MNEMONIC_WBINVD:
-	case ZYDIS_MNEMONIC_INVD:
-		d->fn = h_wbinvd;
-		return true;
+	case ZYDIS_MNEMONIC_INVD: d->fn = h_wbinvd; return true;
 	case ZYDIS_MNEMONIC_RDMSR: d->fn = h_rdmsr; return true;
-	case ZYDIS_MNEMONIC_WRMSR: d->fn = h_wrmsr; c->ends = true; return true;
+	case ZYDIS_MNEMONIC_WRMSR:
+		d->fn = h_wrmsr;
+		c->ends = true;
+		return true;
 	case ZYDIS_MNEMONIC_RDTSC: d->fn = h_rdtsc; return true;
 	case ZYDIS_MNEMONIC_RDTSCP: d->fn = h_rdtscp; return true;
 	case ZYDIS_MNEMONIC_RDPMC: d->fn = h_rdpmc; return true;
-	case ZYDIS_MNEMONIC_CPUID: d->fn = h_cpuid; c->ends = true; return true;
-	case ZYDIS_MNEMONIC_HLT: d->fn = h_hlt; c->ends = true; return true;
+	case ZYDIS_MNEMONIC_CPUID:
+		d->fn = h_cpuid;
+		c->ends = true;
+		return true;
+	case ZYDIS_MNEMONIC_HLT:
+		d->fn = h_hlt;
+		c->ends = true;
+		return true;
 	case ZYDIS_MNEMONIC_CLI: d->fn = h_cli; return true;
-	case ZYDIS_MNEMONIC_STI: d->fn = h_sti; c->ends = true; return true;
+	case ZYDIS_MNEMONIC_STI:
+		d->fn = h_sti;
+		c->ends = true;
+		return true;
 	case ZYDIS_MNEMONIC_XGETBV: d->fn = h_xgetbv; return true;
-	case ZYDIS_MNEMONIC_XSETBV: d->fn = h_xsetbv; c->ends = true; return true;
+	case ZYDIS_MNEMONIC_XSETBV:
+		d->fn = h_xsetbv;
+		c->ends = true;
+		return true;
 	case ZYDIS_MNEMONIC_CLFLUSH:
 	case ZYDIS_MNEMONIC_CLFLUSHOPT:
 		set_mem(c, o0, DI_MEM);
@@ -732,27 +791,22 @@ static bool build(struct dctx *c)
 		return true;
 	case ZYDIS_MNEMONIC_MFENCE:
 	case ZYDIS_MNEMONIC_LFENCE:
-	case ZYDIS_MNEMONIC_SFENCE:
-		d->fn = h_mfence;
-		return true;
+	case ZYDIS_MNEMONIC_SFENCE: d->fn = h_mfence; return true;
 	case ZYDIS_MNEMONIC_UD0:
 	case ZYDIS_MNEMONIC_UD1:
-	case ZYDIS_MNEMONIC_UD2:
-		return false;
+	case ZYDIS_MNEMONIC_UD2: return false;
 
 	/* ---- strings and I/O ---- */
 	case ZYDIS_MNEMONIC_MOVSB:
 	case ZYDIS_MNEMONIC_MOVSW:
-	case ZYDIS_MNEMONIC_MOVSQ:
-		return string_op(c, h_movs);
+	case ZYDIS_MNEMONIC_MOVSQ: return string_op(c, h_movs);
 	case ZYDIS_MNEMONIC_MOVSD:
 		if (in->operand_count_visible)
 			break; /* the SSE2 MOVSD */
 		return string_op(c, h_movs);
 	case ZYDIS_MNEMONIC_CMPSB:
 	case ZYDIS_MNEMONIC_CMPSW:
-	case ZYDIS_MNEMONIC_CMPSQ:
-		return string_op(c, h_cmps);
+	case ZYDIS_MNEMONIC_CMPSQ: return string_op(c, h_cmps);
 	case ZYDIS_MNEMONIC_CMPSD:
 		if (in->operand_count_visible)
 			break;
@@ -760,28 +814,21 @@ static bool build(struct dctx *c)
 	case ZYDIS_MNEMONIC_STOSB:
 	case ZYDIS_MNEMONIC_STOSW:
 	case ZYDIS_MNEMONIC_STOSD:
-	case ZYDIS_MNEMONIC_STOSQ:
-		return string_op(c, h_stos);
+	case ZYDIS_MNEMONIC_STOSQ: return string_op(c, h_stos);
 	case ZYDIS_MNEMONIC_LODSB:
 	case ZYDIS_MNEMONIC_LODSW:
 	case ZYDIS_MNEMONIC_LODSD:
-	case ZYDIS_MNEMONIC_LODSQ:
-		return string_op(c, h_lods);
+	case ZYDIS_MNEMONIC_LODSQ: return string_op(c, h_lods);
 	case ZYDIS_MNEMONIC_SCASB:
 	case ZYDIS_MNEMONIC_SCASW:
 	case ZYDIS_MNEMONIC_SCASD:
-	case ZYDIS_MNEMONIC_SCASQ:
-		return string_op(c, h_scas);
+	case ZYDIS_MNEMONIC_SCASQ: return string_op(c, h_scas);
 	case ZYDIS_MNEMONIC_INSB:
 	case ZYDIS_MNEMONIC_INSW:
-	case ZYDIS_MNEMONIC_INSD:
-		c->ends = true;
-		return string_op(c, h_ins);
+	case ZYDIS_MNEMONIC_INSD: c->ends = true; return string_op(c, h_ins);
 	case ZYDIS_MNEMONIC_OUTSB:
 	case ZYDIS_MNEMONIC_OUTSW:
-	case ZYDIS_MNEMONIC_OUTSD:
-		c->ends = true;
-		return string_op(c, h_outs);
+	case ZYDIS_MNEMONIC_OUTSD: c->ends = true; return string_op(c, h_outs);
 	case ZYDIS_MNEMONIC_IN:
 	case ZYDIS_MNEMONIC_OUT: {
 		const ZydisDecodedOperand *data = m == ZYDIS_MNEMONIC_IN ? o0 : o1;
@@ -795,8 +842,7 @@ static bool build(struct dctx *c)
 		c->ends = true;
 		return true;
 	}
-	default:
-		break;
+	default: break;
 	}
 	switch (in->meta.isa_ext) {
 	case ZYDIS_ISA_EXT_X87:
@@ -812,9 +858,8 @@ static bool build(struct dctx *c)
 				set_mem(c, op(c, i), DI_MEM);
 				break;
 			}
-		return fpu_decode(c->cpu, d, in, c->ops, c->bytes);
-	default:
-		return false;
+		return fpu_decode(c->cpu, d, in, c->ops);
+	default: return false;
 	}
 }
 
@@ -839,11 +884,11 @@ struct block *decode_block(struct dbt_cpu *cpu, uint64_t gpa)
 	uint64_t gpa2 = 0;
 	unsigned n = 0, npages = 1;
 
-	gen[0] = cache_mark_page(cpu, gpa, &page[0]);
 	const uint8_t *host = ram_ptr(cpu, gpa & PAGE_MASK, PAGE_SIZE), *host2 = NULL;
 	if (!host)
 		dbt_fatal(cpu, "instruction fetch from guest-physical 0x%llx, which is not RAM",
 			  (unsigned long long)gpa);
+	gen[0] = cache_mark_page(cpu, gpa, &page[0]);
 	const uint8_t *pg = host;
 	unsigned off = gpa & 0xfff;
 
@@ -853,11 +898,9 @@ struct block *decode_block(struct dbt_cpu *cpu, uint64_t gpa)
 		ZyanStatus st;
 
 		if (avail >= ZYDIS_MAX_INSTRUCTION_LENGTH) {
-			c.bytes = pg + off;
-			st = ZydisDecoderDecodeFull(dec, c.bytes, ZYDIS_MAX_INSTRUCTION_LENGTH, &c.in, c.ops);
+			st = ZydisDecoderDecodeFull(dec, pg + off, ZYDIS_MAX_INSTRUCTION_LENGTH, &c.in, c.ops);
 		} else {
 			memcpy(buf, pg + off, avail);
-			c.bytes = buf;
 			st = ZydisDecoderDecodeFull(dec, buf, avail, &c.in, c.ops);
 			if (st == ZYDIS_STATUS_NO_MORE_DATA && pg == host) {
 				if (n > 0)

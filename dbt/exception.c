@@ -15,8 +15,10 @@ void dbt_raise(struct dbt_cpu *cpu, int vector, uint32_t error)
 {
 	cpu->exc_vector = vector;
 	cpu->exc_error = error;
-	if (cpu->delivering < 0)
+	if (cpu->delivering < 0) {
 		cpu->exc_rip = cpu->in_block ? cpu->cur->rip : cpu->rip;
+		cpu->rip = cpu->exc_rip; /* what a triple fault leaves for the VMM to report */
+	}
 	if (cpu->in_block)
 		cpu->icount += (uint64_t)(cpu->cur - cpu->cur_block->insn);
 	longjmp(cpu->jb, 1);
@@ -67,8 +69,7 @@ bool dbt_handle_exception(struct dbt_cpu *cpu)
 
 static bool has_error_code(int v)
 {
-	return v == EXC_DF || v == EXC_TS || v == EXC_NP || v == EXC_SS || v == EXC_GP || v == EXC_PF ||
-	       v == EXC_AC;
+	return v == EXC_DF || v == EXC_TS || v == EXC_NP || v == EXC_SS || v == EXC_GP || v == EXC_PF || v == EXC_AC;
 }
 
 static uint64_t tss_read(struct dbt_cpu *cpu, unsigned off, unsigned size, uint32_t ext)
@@ -195,8 +196,14 @@ static void deliver_long(struct dbt_cpu *cpu, int vec, uint32_t error, uint64_t 
 
 	if (new_cpl != cpu->cpl) {
 		struct x86_segment *ss = &cpu->s.seg[SEG_SS];
-		*ss = (struct x86_segment){.selector = (uint16_t)new_cpl, .unusable = 1, .dpl = new_cpl & 3,
-					   .type = 3, .s = 1, .db = 1, .g = 1, .limit = 0xffffffff};
+		*ss = (struct x86_segment){.selector = (uint16_t)new_cpl,
+					   .unusable = 1,
+					   .dpl = new_cpl & 3,
+					   .type = 3,
+					   .s = 1,
+					   .db = 1,
+					   .g = 1,
+					   .limit = 0xffffffff};
 	}
 	uint64_t f = cpu->rflags & ~(FL_TF | FL_NT | FL_RF | FL_VM);
 	if (g.type == 0xe)
@@ -308,6 +315,7 @@ void dbt_deliver(struct dbt_cpu *cpu, int vector, uint32_t error, uint64_t ret_r
 	cpu->delivering = -1;
 	cpu->irq_shadow = false;
 	cpu->s.halted = false;
+	cpu->delivered = true;
 }
 
 /* ---- IRET -------------------------------------------------------------------------------- */
@@ -357,8 +365,14 @@ void return_ss(struct dbt_cpu *cpu, uint16_t sel, unsigned cpl, bool to64, struc
 	if (!(sel & 0xfffc)) {
 		if (!to64 || cpl == 3 || (sel & 3) != cpl)
 			raise_gp(cpu, 0);
-		*out = (struct x86_segment){.selector = sel, .unusable = 1, .dpl = cpl & 3, .type = 3, .s = 1,
-					    .db = 1, .g = 1, .limit = 0xffffffff};
+		*out = (struct x86_segment){.selector = sel,
+					    .unusable = 1,
+					    .dpl = cpl & 3,
+					    .type = 3,
+					    .s = 1,
+					    .db = 1,
+					    .g = 1,
+					    .limit = 0xffffffff};
 		return;
 	}
 	if ((sel & 3) != cpl || !desc_read(cpu, sel, &sd) || desc_dpl(sd) != cpl || !desc_writable_data(sd))
@@ -406,6 +420,10 @@ HANDLER(h_iret)
 {
 	unsigned sz = d->osz;
 
+	if (cpu->nmi_blocked) {
+		cpu->nmi_blocked = false;
+		cpu->nmi_check = true; /* one may have arrived meanwhile */
+	}
 	if (!mode_prot(cpu)) {
 		iret_real(cpu, sz);
 		return;

@@ -22,22 +22,26 @@
 #include "dbt/internal.h"
 
 #define STUB_CODE_SIZE (1u << 20)
-#define STUB_MAX 8192
-#define STUB_BYTES 176
+#define STUB_MAX       8192
+#define STUB_BYTES     512 /* the most one stub can take */
 
 enum { FK_X87, FK_MMX, FK_SSE };
 
+/* What a stub works on. x87 and MMX instructions load and save the whole
+ * image (fx); SSE ones move only the XMM registers they use, from the
+ * guest's state (passed beside ctx) into fx.xmm, with MXCSR in run_mxcsr. */
 struct fpu_ctx {
 	struct x86_fxsave fx;
 	uint64_t rax, rcx, rdx, r8, r9, flags;
-	uint32_t host_mxcsr;
+	uint32_t host_mxcsr, run_mxcsr;
 	uint16_t host_fcw;
-	uint8_t pad[10];
+	uint8_t pad[6];
 	uint8_t mem[64] __attribute__((aligned(16)));
 } __attribute__((aligned(64)));
 
 struct fpu_stub {
-	void (*fn)(struct fpu_ctx *ctx);
+	void (*fn)(struct fpu_ctx *ctx, const struct x86_fxsave *guest);
+	uint16_t xmm_write; /* SSE: registers to copy back */
 	uint16_t mem_size;
 	uint16_t fop;
 	uint8_t kind;
@@ -51,8 +55,8 @@ struct fpu_stub {
 
 int fpu_init(struct dbt_cpu *cpu)
 {
-	cpu->stub_code = mmap(NULL, STUB_CODE_SIZE, PROT_READ | PROT_WRITE | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS,
-			      -1, 0);
+	cpu->stub_code =
+	    mmap(NULL, STUB_CODE_SIZE, PROT_READ | PROT_WRITE | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (cpu->stub_code == MAP_FAILED) {
 		cpu->stub_code = NULL;
 		return -1;
@@ -134,6 +138,26 @@ static void x87_pointers(struct dbt_cpu *cpu, const struct dinsn *d, const struc
 
 /* ---- host execution ---------------------------------------------------------------- */
 
+/* Reads the memory operand into the buffer: one page and RAM is the common
+ * case; anything else goes through the MMU's buffer copy. */
+static void fpu_mem_read(struct dbt_cpu *cpu, uint64_t lin, uint8_t *buf, unsigned size, unsigned acc)
+{
+	uint8_t *p = tlb_host(cpu, lin, size, TLB_READ);
+	if (likely(p))
+		memcpy(buf, p, size);
+	else
+		mem_read_buf(cpu, lin, buf, size, acc);
+}
+
+static void fpu_mem_write(struct dbt_cpu *cpu, uint64_t lin, const uint8_t *buf, unsigned size, unsigned acc)
+{
+	uint8_t *p = tlb_host(cpu, lin, size, TLB_WRITE);
+	if (likely(p))
+		memcpy(p, buf, size);
+	else
+		mem_write_buf(cpu, lin, buf, size, acc);
+}
+
 HANDLER(h_fpu)
 {
 	const struct fpu_stub *st = &cpu->stubs[d->aux];
@@ -149,53 +173,72 @@ HANDLER(h_fpu)
 		if (st->align && (lin & (st->align - 1)))
 			raise_gp(cpu, 0);
 		if (st->mem_read)
-			mem_read_buf(cpu, lin, ctx->mem, st->mem_size, acc);
-		if (st->mem_write)
+			fpu_mem_read(cpu, lin, ctx->mem, st->mem_size, acc);
+		if (st->mem_write && !tlb_host(cpu, lin, st->mem_size, TLB_WRITE))
 			mem_probe_write(cpu, lin, st->mem_size, acc);
 	}
-	memcpy(&ctx->fx, g, sizeof(*g));
-	ctx->fx.fcw |= 0x3f;
-	ctx->fx.fsw &= ~0x80ffu;
-	ctx->fx.mxcsr = (g->mxcsr | 0x1f80) & ~0x3fu;
 	ctx->rax = cpu->gpr[RAX];
 	ctx->rcx = cpu->gpr[RCX];
 	ctx->rdx = cpu->gpr[RDX];
 	ctx->r8 = st->ngpr > 0 ? reg_get(cpu, st->gpr[0], st->gpr_size[0]) : 0;
 	ctx->r9 = st->ngpr > 1 ? reg_get(cpu, st->gpr[1], st->gpr_size[1]) : 0;
 	ctx->flags = (cpu->rflags & FL_ARITH) | FL_FIXED;
+	ctx->run_mxcsr = (g->mxcsr | 0x1f80) & ~0x3fu;
 
-	st->fn(ctx);
+	if (st->kind == FK_SSE) {
+		st->fn(ctx, g);
+		uint32_t raised = ctx->fx.mxcsr & 0x3f;
+		if (raised & ~(g->mxcsr >> 7) & 0x3f) {
+			g->mxcsr |= raised;
+			if (cpu->s.cr4 & CR4_OSXMMEXCPT)
+				dbt_raise(cpu, EXC_XM, NO_ERROR);
+			raise_ud(cpu);
+		}
+		if (st->mem_write)
+			fpu_mem_write(cpu, lin, ctx->mem, st->mem_size, acc);
+		for (unsigned m = st->xmm_write, n; m; m &= m - 1) {
+			n = (unsigned)__builtin_ctz(m);
+			memcpy(g->xmm[n], ctx->fx.xmm[n], 16);
+		}
+		g->mxcsr |= raised;
+	} else {
+		memcpy(&ctx->fx, g, sizeof(*g));
+		ctx->fx.fcw |= 0x3f;
+		ctx->fx.fsw &= ~0x80ffu;
+		ctx->fx.mxcsr = ctx->run_mxcsr;
+		st->fn(ctx, g);
 
-	uint32_t sse_raised = ctx->fx.mxcsr & 0x3f;
-	uint16_t x87_raised = ctx->fx.fsw & 0x7f;
-	if (st->kind == FK_X87 && (x87_raised & ~g->fcw & 0x3f)) {
-		/* Deferred: the next waiting x87 instruction raises #MF. */
-		g->fsw |= x87_raised | 0x8080;
-		x87_pointers(cpu, d, st, ea);
-		return;
+		uint32_t sse_raised = ctx->fx.mxcsr & 0x3f;
+		uint16_t x87_raised = ctx->fx.fsw & 0x7f;
+		if (st->kind == FK_X87 && (x87_raised & ~g->fcw & 0x3f)) {
+			/* Deferred: the next waiting x87 instruction raises #MF. */
+			g->fsw |= x87_raised | 0x8080;
+			x87_pointers(cpu, d, st, ea);
+			return;
+		}
+		if (sse_raised & ~(g->mxcsr >> 7) & 0x3f) {
+			g->mxcsr |= sse_raised;
+			if (cpu->s.cr4 & CR4_OSXMMEXCPT)
+				dbt_raise(cpu, EXC_XM, NO_ERROR);
+			raise_ud(cpu);
+		}
+		if (st->mem_write)
+			fpu_mem_write(cpu, lin, ctx->mem, st->mem_size, acc);
+
+		uint16_t fcw = g->fcw, flags = g->fsw & 0x80ff, fop = g->fop;
+		uint32_t mx = g->mxcsr;
+		uint64_t fip = g->fip, fdp = g->fdp;
+		memcpy(g, &ctx->fx, offsetof(struct x86_fxsave, reserved1));
+		g->fcw = fcw;
+		g->fsw = (uint16_t)((ctx->fx.fsw & ~0x80ffu) | flags | x87_raised);
+		g->mxcsr = mx | sse_raised;
+		g->mxcsr_mask = 0xffff;
+		g->fop = fop;
+		g->fip = fip;
+		g->fdp = fdp;
+		if (st->kind == FK_X87)
+			x87_pointers(cpu, d, st, ea);
 	}
-	if (sse_raised & ~(g->mxcsr >> 7) & 0x3f) {
-		g->mxcsr |= sse_raised;
-		if (cpu->s.cr4 & CR4_OSXMMEXCPT)
-			dbt_raise(cpu, EXC_XM, NO_ERROR);
-		raise_ud(cpu);
-	}
-	if (st->mem_write)
-		mem_write_buf(cpu, lin, ctx->mem, st->mem_size, acc);
-
-	uint16_t fcw = g->fcw, flags = g->fsw & 0x80ff, fop = g->fop;
-	uint32_t mx = g->mxcsr;
-	uint64_t fip = g->fip, fdp = g->fdp;
-	memcpy(g, &ctx->fx, offsetof(struct x86_fxsave, reserved1));
-	g->fcw = fcw;
-	g->fsw = (uint16_t)((ctx->fx.fsw & ~0x80ffu) | flags | x87_raised);
-	g->mxcsr = mx | sse_raised;
-	g->mxcsr_mask = 0xffff;
-	g->fop = fop;
-	g->fip = fip;
-	g->fdp = fdp;
-	if (st->kind == FK_X87)
-		x87_pointers(cpu, d, st, ea);
 
 	cpu->gpr[RAX] = ctx->rax;
 	cpu->gpr[RCX] = ctx->rcx;
@@ -231,8 +274,8 @@ static const struct {
 	uint8_t rex, modrm;
 	uint32_t off;
 } gpr_slots[5] = {
-	{0x49, 0x83, OFF(rax)}, {0x49, 0x8b, OFF(rcx)}, {0x49, 0x93, OFF(rdx)},
-	{0x4d, 0x83, OFF(r8)}, {0x4d, 0x8b, OFF(r9)},
+    {0x49, 0x83, OFF(rax)}, {0x49, 0x8b, OFF(rcx)}, {0x49, 0x93, OFF(rdx)},
+    {0x4d, 0x83, OFF(r8)},  {0x4d, 0x8b, OFF(r9)},
 };
 
 /* Is this SSE instruction's 128-bit memory operand allowed to be unaligned? */
@@ -246,10 +289,8 @@ static bool sse_unaligned_ok(ZydisMnemonic m)
 	case ZYDIS_MNEMONIC_PCMPESTRI:
 	case ZYDIS_MNEMONIC_PCMPESTRM:
 	case ZYDIS_MNEMONIC_PCMPISTRI:
-	case ZYDIS_MNEMONIC_PCMPISTRM:
-		return true;
-	default:
-		return false;
+	case ZYDIS_MNEMONIC_PCMPISTRM: return true;
+	default: return false;
 	}
 }
 
@@ -272,8 +313,10 @@ static bool build_stub(struct dbt_cpu *cpu, struct fpu_stub *st, const ZydisDeco
 			if (st->mem_size || dop->size / 8 > sizeof(((struct fpu_ctx *)0)->mem))
 				return false;
 			st->mem_size = dop->size / 8;
-			st->mem_read = (dop->actions & (ZYDIS_OPERAND_ACTION_READ | ZYDIS_OPERAND_ACTION_CONDREAD)) != 0;
-			st->mem_write = (dop->actions & (ZYDIS_OPERAND_ACTION_WRITE | ZYDIS_OPERAND_ACTION_CONDWRITE)) != 0;
+			st->mem_read =
+			    (dop->actions & (ZYDIS_OPERAND_ACTION_READ | ZYDIS_OPERAND_ACTION_CONDREAD)) != 0;
+			st->mem_write =
+			    (dop->actions & (ZYDIS_OPERAND_ACTION_WRITE | ZYDIS_OPERAND_ACTION_CONDWRITE)) != 0;
 			if (dop->actions & ZYDIS_OPERAND_ACTION_CONDWRITE)
 				st->mem_read = 1; /* a write that may not happen keeps the old bytes */
 			o->mem.base = ZYDIS_REGISTER_R11;
@@ -289,7 +332,9 @@ static bool build_stub(struct dbt_cpu *cpu, struct fpu_stub *st, const ZydisDeco
 			int id = ZydisRegisterGetId(o->reg.value);
 			unsigned size = dop->size / 8;
 			if (k == ZYDIS_REGCLASS_GPR8)
-				st->gpr[st->ngpr] = (uint8_t)(id < 4 ? id * 8 : id < 8 ? (id - 4) * 8 + 1 : (id - 4) * 8);
+				st->gpr[st->ngpr] = (uint8_t)(id < 4   ? id * 8
+							      : id < 8 ? (id - 4) * 8 + 1
+								       : (id - 4) * 8);
 			else
 				st->gpr[st->ngpr] = (uint8_t)id;
 			st->gpr_size[st->ngpr] = (uint8_t)size;
@@ -317,31 +362,64 @@ static bool build_stub(struct dbt_cpu *cpu, struct fpu_stub *st, const ZydisDeco
 	if (st->mem_size == 16 && st->kind == FK_SSE && !sse_unaligned_ok(in->mnemonic))
 		st->align = 16;
 
+	/* SSE: which XMM registers to load (read or partly written) and store. */
+	uint16_t xmm_load = 0;
+	for (int i = 0; i < in->operand_count; i++) {
+		if (ops[i].type != ZYDIS_OPERAND_TYPE_REGISTER ||
+		    ZydisRegisterGetClass(ops[i].reg.value) != ZYDIS_REGCLASS_XMM)
+			continue;
+		uint16_t bit = (uint16_t)(1u << ZydisRegisterGetId(ops[i].reg.value));
+		xmm_load |= bit;
+		if (ops[i].actions & ZYDIS_OPERAND_ACTION_MASK_WRITE)
+			st->xmm_write |= bit;
+	}
+
 	uint8_t *start = cpu->stub_code + cpu->stub_code_used, *p = start;
-	static const uint8_t mov_r11_rdi[] = {0x49, 0x89, 0xfb};
+	static const uint8_t mov_r11_rdi[] = {0x49, 0x89, 0xfb}, mov_r10_rsi[] = {0x49, 0x89, 0xf2};
 	p = emit(p, mov_r11_rdi, sizeof(mov_r11_rdi));
-	p = emit_r11(p, (const uint8_t[]){0x41, 0xd9, 0xbb}, 3, OFF(host_fcw));       /* fnstcw */
 	p = emit_r11(p, (const uint8_t[]){0x41, 0x0f, 0xae, 0x9b}, 4, OFF(host_mxcsr)); /* stmxcsr */
-	p = emit_r11(p, (const uint8_t[]){0x49, 0x0f, 0xae, 0x8b}, 4, OFF(fx));        /* fxrstor64 */
-	for (int i = 0; i < 5; i++)                                                    /* mov reg, [r11+x] */
+	if (st->kind == FK_SSE) {
+		p = emit(p, mov_r10_rsi, sizeof(mov_r10_rsi));
+		p = emit_r11(p, (const uint8_t[]){0x41, 0x0f, 0xae, 0x93}, 4, OFF(run_mxcsr)); /* ldmxcsr */
+		for (unsigned n = 0; n < 16; n++) /* movdqa xmmN, [r10 + xmm[n]] */
+			if (xmm_load & (1u << n))
+				p = emit_r11(p,
+					     (const uint8_t[]){0x66, (uint8_t)(0x41 | (n >= 8 ? 4 : 0)), 0x0f, 0x6f,
+							       (uint8_t)(0x82 | ((n & 7) << 3))},
+					     5, (uint32_t)offsetof(struct x86_fxsave, xmm[n]));
+	} else {
+		p = emit_r11(p, (const uint8_t[]){0x41, 0xd9, 0xbb}, 3, OFF(host_fcw)); /* fnstcw */
+		p = emit_r11(p, (const uint8_t[]){0x49, 0x0f, 0xae, 0x8b}, 4, OFF(fx)); /* fxrstor64 */
+	}
+	for (int i = 0; i < 5; i++) /* mov reg, [r11+x] */
 		p = emit_r11(p, (const uint8_t[]){gpr_slots[i].rex, 0x8b, gpr_slots[i].modrm}, 3, gpr_slots[i].off);
 	if (st->flags_in) {
 		p = emit_r11(p, (const uint8_t[]){0x41, 0xff, 0xb3}, 3, OFF(flags)); /* push [r11+x] */
-		*p++ = 0x9d;                                                      /* popfq */
+		*p++ = 0x9d;							     /* popfq */
 	}
 	p = emit(p, insn, (unsigned)ilen);
 	if (st->flags_out) {
-		*p++ = 0x9c;                                                      /* pushfq */
+		*p++ = 0x9c;							     /* pushfq */
 		p = emit_r11(p, (const uint8_t[]){0x41, 0x8f, 0x83}, 3, OFF(flags)); /* pop [r11+x] */
 	}
 	for (int i = 0; i < 5; i++) /* mov [r11+x], reg */
 		p = emit_r11(p, (const uint8_t[]){gpr_slots[i].rex, 0x89, gpr_slots[i].modrm}, 3, gpr_slots[i].off);
-	p = emit_r11(p, (const uint8_t[]){0x49, 0x0f, 0xae, 0x83}, 4, OFF(fx));        /* fxsave64 */
-	p = emit(p, (const uint8_t[]){0xdb, 0xe3}, 2);                               /* fninit */
-	p = emit_r11(p, (const uint8_t[]){0x41, 0xd9, 0xab}, 3, OFF(host_fcw));       /* fldcw */
+	if (st->kind == FK_SSE) {
+		for (unsigned n = 0; n < 16; n++) /* movdqa [r11 + fx.xmm[n]], xmmN */
+			if (st->xmm_write & (1u << n))
+				p = emit_r11(p,
+					     (const uint8_t[]){0x66, (uint8_t)(0x41 | (n >= 8 ? 4 : 0)), 0x0f, 0x7f,
+							       (uint8_t)(0x83 | ((n & 7) << 3))},
+					     5, OFF(fx.xmm[n]));
+		p = emit_r11(p, (const uint8_t[]){0x41, 0x0f, 0xae, 0x9b}, 4, OFF(fx.mxcsr)); /* stmxcsr */
+	} else {
+		p = emit_r11(p, (const uint8_t[]){0x49, 0x0f, 0xae, 0x83}, 4, OFF(fx)); /* fxsave64 */
+		p = emit(p, (const uint8_t[]){0xdb, 0xe3}, 2);				/* fninit */
+		p = emit_r11(p, (const uint8_t[]){0x41, 0xd9, 0xab}, 3, OFF(host_fcw)); /* fldcw */
+	}
 	p = emit_r11(p, (const uint8_t[]){0x41, 0x0f, 0xae, 0x93}, 4, OFF(host_mxcsr)); /* ldmxcsr */
 	*p++ = 0xc3;
-	st->fn = (void (*)(struct fpu_ctx *))(void *)start;
+	st->fn = (void (*)(struct fpu_ctx *, const struct x86_fxsave *))(void *)start;
 	cpu->stub_code_used += ((size_t)(p - start) + 15) & ~(size_t)15;
 	return true;
 }
@@ -681,7 +759,8 @@ static int insn_kind(const ZydisDecodedInstruction *in, const ZydisDecodedOperan
 	if (in->meta.isa_ext == ZYDIS_ISA_EXT_X87 || in->meta.isa_set == ZYDIS_ISA_SET_SSE3X87)
 		return FK_X87;
 	for (int i = 0; i < in->operand_count; i++)
-		if (ops[i].type == ZYDIS_OPERAND_TYPE_REGISTER && ZydisRegisterGetClass(ops[i].reg.value) == ZYDIS_REGCLASS_MMX)
+		if (ops[i].type == ZYDIS_OPERAND_TYPE_REGISTER &&
+		    ZydisRegisterGetClass(ops[i].reg.value) == ZYDIS_REGCLASS_MMX)
 			return FK_MMX;
 	return in->meta.isa_ext == ZYDIS_ISA_EXT_MMX ? FK_MMX : FK_SSE;
 }
@@ -697,10 +776,8 @@ static bool host_has_ext(const ZydisDecodedInstruction *in)
 	}
 }
 
-bool fpu_decode(struct dbt_cpu *cpu, struct dinsn *d, const ZydisDecodedInstruction *in,
-		const ZydisDecodedOperand *ops, const uint8_t *bytes)
+bool fpu_decode(struct dbt_cpu *cpu, struct dinsn *d, const ZydisDecodedInstruction *in, const ZydisDecodedOperand *ops)
 {
-	(void)bytes;
 	switch (in->mnemonic) {
 	case ZYDIS_MNEMONIC_FXSAVE:
 	case ZYDIS_MNEMONIC_FXSAVE64: d->fn = h_fxsave; return true;
@@ -718,10 +795,22 @@ bool fpu_decode(struct dbt_cpu *cpu, struct dinsn *d, const ZydisDecodedInstruct
 	case ZYDIS_MNEMONIC_FNCLEX: d->fn = h_fnclex; return true;
 	case ZYDIS_MNEMONIC_FNINIT: d->fn = h_fninit; return true;
 	case ZYDIS_MNEMONIC_FWAIT: d->fn = h_fwait; return true;
-	case ZYDIS_MNEMONIC_FNSTENV: d->cc = 0; d->fn = h_fenv; return true;
-	case ZYDIS_MNEMONIC_FLDENV: d->cc = 1; d->fn = h_fenv; return true;
-	case ZYDIS_MNEMONIC_FNSAVE: d->cc = 2; d->fn = h_fenv; return true;
-	case ZYDIS_MNEMONIC_FRSTOR: d->cc = 3; d->fn = h_fenv; return true;
+	case ZYDIS_MNEMONIC_FNSTENV:
+		d->cc = 0;
+		d->fn = h_fenv;
+		return true;
+	case ZYDIS_MNEMONIC_FLDENV:
+		d->cc = 1;
+		d->fn = h_fenv;
+		return true;
+	case ZYDIS_MNEMONIC_FNSAVE:
+		d->cc = 2;
+		d->fn = h_fenv;
+		return true;
+	case ZYDIS_MNEMONIC_FRSTOR:
+		d->cc = 3;
+		d->fn = h_fenv;
+		return true;
 	case ZYDIS_MNEMONIC_MASKMOVQ:
 	case ZYDIS_MNEMONIC_MASKMOVDQU:
 		d->cc = in->mnemonic == ZYDIS_MNEMONIC_MASKMOVQ ? FK_MMX : FK_SSE;
@@ -741,10 +830,8 @@ bool fpu_decode(struct dbt_cpu *cpu, struct dinsn *d, const ZydisDecodedInstruct
 	case ZYDIS_MNEMONIC_XRSTORS:
 	case ZYDIS_MNEMONIC_XRSTORS64:
 	case ZYDIS_MNEMONIC_MONITOR:
-	case ZYDIS_MNEMONIC_MWAIT:
-		return false;
-	default:
-		break;
+	case ZYDIS_MNEMONIC_MWAIT: return false;
+	default: break;
 	}
 	if (in->meta.isa_ext == ZYDIS_ISA_EXT_XSAVE || !host_has_ext(in))
 		return false;

@@ -25,6 +25,7 @@ HANDLER(h_div);
 HANDLER(h_bt);
 HANDLER(h_bitscan);
 HANDLER(h_bcd);
+HANDLER(h_crc32);
 
 /* atomic.c: LOCKed forms and the exchange family */
 extern const dbt_handler h_alu_lock[ALU_CMP][2][4]; /* [op][0: MR, 1: MI][size] */
@@ -39,6 +40,7 @@ HANDLER(h_cmpxchg16b);
 extern const dbt_handler h_mov[FORM_COUNT][4];
 extern const dbt_handler h_cmov[16];
 extern const dbt_handler h_setcc[16];
+extern const dbt_handler h_movx32[2][2][2];
 HANDLER(h_movzx);
 HANDLER(h_movsx);
 HANDLER(h_lea);
@@ -50,7 +52,6 @@ HANDLER(h_sahf);
 HANDLER(h_flagop);
 HANDLER(h_xlat);
 HANDLER(h_nop);
-
 
 /* stack.c */
 HANDLER(h_push_r);

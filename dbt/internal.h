@@ -22,29 +22,29 @@
 
 #include "dbt/dbt.h"
 
-#define likely(x) __builtin_expect(!!(x), 1)
+#define likely(x)   __builtin_expect(!!(x), 1)
 #define unlikely(x) __builtin_expect(!!(x), 0)
 
 /* ---- architectural constants ------------------------------------------- */
 
-#define FL_CF (1ull << 0)
+#define FL_CF	 (1ull << 0)
 #define FL_FIXED (1ull << 1)
-#define FL_PF (1ull << 2)
-#define FL_AF (1ull << 4)
-#define FL_ZF (1ull << 6)
-#define FL_SF (1ull << 7)
-#define FL_TF (1ull << 8)
-#define FL_IF (1ull << 9)
-#define FL_DF (1ull << 10)
-#define FL_OF (1ull << 11)
-#define FL_IOPL (3ull << 12)
-#define FL_NT (1ull << 14)
-#define FL_RF (1ull << 16)
-#define FL_VM (1ull << 17)
-#define FL_AC (1ull << 18)
-#define FL_VIF (1ull << 19)
-#define FL_VIP (1ull << 20)
-#define FL_ID (1ull << 21)
+#define FL_PF	 (1ull << 2)
+#define FL_AF	 (1ull << 4)
+#define FL_ZF	 (1ull << 6)
+#define FL_SF	 (1ull << 7)
+#define FL_TF	 (1ull << 8)
+#define FL_IF	 (1ull << 9)
+#define FL_DF	 (1ull << 10)
+#define FL_OF	 (1ull << 11)
+#define FL_IOPL	 (3ull << 12)
+#define FL_NT	 (1ull << 14)
+#define FL_RF	 (1ull << 16)
+#define FL_VM	 (1ull << 17)
+#define FL_AC	 (1ull << 18)
+#define FL_VIF	 (1ull << 19)
+#define FL_VIP	 (1ull << 20)
+#define FL_ID	 (1ull << 21)
 #define FL_ARITH (FL_CF | FL_PF | FL_AF | FL_ZF | FL_SF | FL_OF)
 
 #define CR0_PE (1ull << 0)
@@ -59,18 +59,18 @@
 #define CR0_CD (1ull << 30)
 #define CR0_PG (1ull << 31)
 
-#define CR4_VME (1ull << 0)
-#define CR4_PVI (1ull << 1)
-#define CR4_TSD (1ull << 2)
-#define CR4_DE (1ull << 3)
-#define CR4_PSE (1ull << 4)
-#define CR4_PAE (1ull << 5)
-#define CR4_MCE (1ull << 6)
-#define CR4_PGE (1ull << 7)
-#define CR4_PCE (1ull << 8)
-#define CR4_OSFXSR (1ull << 9)
+#define CR4_VME	       (1ull << 0)
+#define CR4_PVI	       (1ull << 1)
+#define CR4_TSD	       (1ull << 2)
+#define CR4_DE	       (1ull << 3)
+#define CR4_PSE	       (1ull << 4)
+#define CR4_PAE	       (1ull << 5)
+#define CR4_MCE	       (1ull << 6)
+#define CR4_PGE	       (1ull << 7)
+#define CR4_PCE	       (1ull << 8)
+#define CR4_OSFXSR     (1ull << 9)
 #define CR4_OSXMMEXCPT (1ull << 10)
-#define CR4_OSXSAVE (1ull << 18)
+#define CR4_OSXSAVE    (1ull << 18)
 
 #define EFER_SCE (1ull << 0)
 #define EFER_LME (1ull << 8)
@@ -78,17 +78,32 @@
 #define EFER_NXE (1ull << 11)
 
 enum {
-	EXC_DE = 0, EXC_DB = 1, EXC_NMI = 2, EXC_BP = 3, EXC_OF = 4, EXC_BR = 5, EXC_UD = 6, EXC_NM = 7,
-	EXC_DF = 8, EXC_TS = 10, EXC_NP = 11, EXC_SS = 12, EXC_GP = 13, EXC_PF = 14, EXC_MF = 16,
-	EXC_AC = 17, EXC_MC = 18, EXC_XM = 19,
+	EXC_DE = 0,
+	EXC_DB = 1,
+	EXC_NMI = 2,
+	EXC_BP = 3,
+	EXC_OF = 4,
+	EXC_BR = 5,
+	EXC_UD = 6,
+	EXC_NM = 7,
+	EXC_DF = 8,
+	EXC_TS = 10,
+	EXC_NP = 11,
+	EXC_SS = 12,
+	EXC_GP = 13,
+	EXC_PF = 14,
+	EXC_MF = 16,
+	EXC_AC = 17,
+	EXC_MC = 18,
+	EXC_XM = 19,
 };
 
 /* #PF error code bits. */
-#define PFE_P (1u << 0)
-#define PFE_W (1u << 1)
-#define PFE_U (1u << 2)
+#define PFE_P	 (1u << 0)
+#define PFE_W	 (1u << 1)
+#define PFE_U	 (1u << 2)
 #define PFE_RSVD (1u << 3)
-#define PFE_I (1u << 4)
+#define PFE_I	 (1u << 4)
 
 /* The guest's physical address width (CPUID 0x80000008): entry bits above
  * it are reserved and fault with PFE_RSVD. */
@@ -110,25 +125,25 @@ typedef void (*dbt_handler)(struct dbt_cpu *cpu, const struct dinsn *d);
 #define SEG_NONE 6  /* segbase[6] is always zero (LEA) */
 
 /* dinsn.flags */
-#define DI_MEM (1u << 0)    /* the r/m operand is memory */
-#define DI_LOCK (1u << 1)   /* LOCK prefix */
-#define DI_REP (1u << 2)    /* REP / REPE */
-#define DI_REPNE (1u << 3)  /* REPNE */
-#define DI_CL (1u << 4)     /* shift count in CL */
+#define DI_MEM	  (1u << 0) /* the r/m operand is memory */
+#define DI_LOCK	  (1u << 1) /* LOCK prefix */
+#define DI_REP	  (1u << 2) /* REP / REPE */
+#define DI_REPNE  (1u << 3) /* REPNE */
+#define DI_CL	  (1u << 4) /* shift count in CL */
 #define DI_MEMSRC (1u << 5) /* memory is the source (reg <- mem) */
-#define DI_IMM (1u << 6)    /* the source is an immediate */
-#define DI_REX_W (1u << 7)
+#define DI_IMM	  (1u << 6) /* the source is an immediate */
+#define DI_REX_W  (1u << 7)
 
 struct dinsn {
 	dbt_handler fn;
-	uint64_t rip;  /* start of this instruction (offset in CS) */
-	uint64_t imm;  /* immediate, sign-extended; branch target */
-	int64_t disp;  /* displacement; absolute for RIP-relative */
+	uint64_t rip; /* start of this instruction (offset in CS) */
+	uint64_t imm; /* immediate, sign-extended; branch target */
+	int64_t disp; /* displacement; absolute for RIP-relative */
 	uint8_t len;
-	uint8_t osz;   /* operand size in bytes */
-	uint8_t asz;   /* address size in bytes */
-	uint8_t r0;    /* first register operand (destination) */
-	uint8_t r1;    /* second register operand (source) */
+	uint8_t osz; /* operand size in bytes */
+	uint8_t asz; /* address size in bytes */
+	uint8_t r0;  /* first register operand (destination) */
+	uint8_t r1;  /* second register operand (source) */
 	uint8_t base, index, scale;
 	uint8_t seg;
 	uint8_t flags;
@@ -141,11 +156,11 @@ struct dinsn {
 /* A run of decoded instructions entered only at its start. */
 struct block {
 	struct block *hnext; /* chain in the physical hash */
-	uint64_t rip;        /* virtual RIP of the first instruction */
-	uint64_t gpa;        /* its guest-physical address */
-	uint64_t gpa2;       /* page of the second page, if any */
+	uint64_t rip;	     /* virtual RIP of the first instruction */
+	uint64_t gpa;	     /* its guest-physical address */
+	uint64_t gpa2;	     /* page of the second page, if any */
 	uint64_t end_rip;    /* RIP after the last instruction */
-	uint32_t key;        /* decode mode (mode_key) */
+	uint32_t key;	     /* decode mode (mode_key) */
 	uint32_t page[2];    /* guest page frames the bytes came from */
 	uint32_t gen[2];     /* their code generations at decode time */
 	uint16_t count;
@@ -154,7 +169,7 @@ struct block {
 };
 
 #define BLOCK_MAX_INSNS 64
-#define JCACHE_SIZE 4096
+#define JCACHE_SIZE	4096
 #define BLOCK_HASH_SIZE 16384
 
 /* ---- the software TLB ------------------------------------------------------ */
@@ -164,23 +179,23 @@ struct block {
  * translation is valid but the access needs the slow path (MMIO, code page
  * write); TLB_INVALID says nothing is known. */
 enum { TLB_READ, TLB_WRITE, TLB_EXEC };
-#define TLB_SLOW 1ull
+#define TLB_SLOW    1ull
 #define TLB_INVALID 3ull
-#define TLB_SIZE 1024
+#define TLB_SIZE    1024
 
 struct tlb_entry {
 	uint64_t tag[3];
 	uintptr_t addend; /* host address minus virtual address (RAM pages) */
-	uint64_t gpa;     /* guest-physical page address */
+	uint64_t gpa;	  /* guest-physical page address */
 	uint8_t global;
 	uint8_t mmio; /* not RAM: every access goes out through env->io */
 };
 
 /* Access kinds for the slow paths. */
-#define ACC_R 1u
-#define ACC_W 2u
-#define ACC_X 4u
-#define ACC_SYS 8u   /* implicit supervisor access (descriptor tables, TSS) */
+#define ACC_R	  1u
+#define ACC_W	  2u
+#define ACC_X	  4u
+#define ACC_SYS	  8u  /* implicit supervisor access (descriptor tables, TSS) */
 #define ACC_STACK 16u /* a stack access: non-canonical gives #SS, not #GP */
 
 /* ---- code pages shared by the vCPUs of one guest -------------------------- */
@@ -191,9 +206,10 @@ struct tlb_entry {
 struct dbt_shared {
 	uint8_t *ram_host; /* registry key: the first RAM range's host mapping */
 	unsigned refs;
-	uint64_t pages;          /* number of words in gen[] */
-	_Atomic uint32_t *gen;   /* indexed by dense RAM page number */
-	_Atomic uint64_t epoch;  /* bumped when a page newly holds code */
+	uint64_t pages;		 /* number of words in gen[] */
+	_Atomic uint32_t *gen;	 /* indexed by dense RAM page number */
+	_Atomic uint64_t epoch;	 /* bumped when a page newly holds code */
+	_Atomic uint64_t inval;	 /* bumped when translations are invalidated */
 	struct dbt_shared *next; /* registry list */
 	uint64_t ram_gpa[2], ram_size[2], ram_first_page[2];
 	unsigned ram_count;
@@ -206,37 +222,41 @@ struct fpu_stub;
 struct dbt_cpu {
 	/* Hot state first. */
 	uint64_t gpr[17]; /* gpr[16] == 0 */
-	uint64_t rip;     /* between blocks: next RIP; inside a block: fall-through */
+	uint64_t rip;	  /* between blocks: next RIP; inside a block: fall-through */
 	uint64_t rflags;
 	const struct dinsn *cur; /* instruction executing */
 	const struct block *cur_block;
-	struct tlb_entry *tlb;   /* the set for the current CPL (or the AC set) */
-	uint64_t segbase[8];     /* effective segment bases; [SEG_NONE] = 0 */
-	uint64_t lin_mask;       /* ~0 in long mode, 0xffffffff otherwise */
-	uint64_t sp_mask;        /* 0xffff, 0xffffffff or ~0 (SS.B / long mode) */
-	uint32_t seg_chk[2];     /* segments needing limit checks: [0] read, [1] write */
-	bool stop;               /* leave the block after this instruction */
+	struct tlb_entry *tlb; /* the set for the current CPL (or the AC set) */
+	uint64_t segbase[8];   /* effective segment bases; [SEG_NONE] = 0 */
+	uint64_t lin_mask;     /* ~0 in long mode, 0xffffffff otherwise */
+	uint64_t sp_mask;      /* 0xffff, 0xffffffff or ~0 (SS.B / long mode) */
+	uint32_t seg_chk[2];   /* segments needing limit checks: [0] read, [1] write */
+	bool stop;	       /* leave the block after this instruction */
 	uint8_t cpl;
-	uint8_t mode;            /* MODE_* */
-	bool irq_shadow;         /* STI / MOV SS: no interrupt before the next instruction */
+	uint8_t mode;	  /* MODE_* */
+	uint32_t key;	  /* mode_key(): the decode mode blocks are made for */
+	bool irq_shadow;  /* STI / MOV SS: no interrupt before the next instruction */
+	bool irq_check;	  /* the hint was seen: ask for an interrupt once IF allows */
+	bool nmi_check;	  /* the hint was seen: ask for an NMI once none is in service */
+	bool nmi_blocked; /* an NMI handler runs: no NMI until IRET */
+	bool delivered;	  /* an event was delivered since the block began */
 
 	struct x86_state s; /* the rest of the state; s.gpr/rip/rflags are stale */
 	int64_t tsc_offset;
-	uint64_t mtrr[28];       /* variable, fixed and default-type MTRRs (msr.c) */
-	uint64_t ucode_rev;
+	uint64_t mtrr[28]; /* variable, fixed and default-type MTRRs (msr.c) */
 
 	struct dbt_env env;
 	struct dbt_shared *shared;
+	bool trace; /* VIREO_DBT_TRACE: one line per block to stderr */
 	uint64_t icount;
 
 	/* Exceptions: the run loop's recovery point and the event being raised. */
 	jmp_buf jb;
 	bool in_block;
 	int exc_vector;
-	bool exc_has_error;
 	uint32_t exc_error;
 	uint64_t exc_rip;    /* RIP the fault is reported at */
-	int delivering;      /* vector being delivered, or -1 */
+	int delivering;	     /* vector being delivered, or -1 */
 	int delivering_kind; /* exception, external interrupt or INT n */
 	int exit_reason;     /* set with stop: leave dbt_cpu_run with it */
 	struct vcpu_exit *exit;
@@ -245,14 +265,13 @@ struct dbt_cpu {
 	 * checking is on so that every access takes the slow path. */
 	struct tlb_entry tlbs[3][TLB_SIZE];
 	uint64_t large_lo, large_hi; /* virtual span of large-page entries */
-	uint64_t seen_epoch;
+	uint64_t seen_epoch, seen_inval;
 
 	/* Block cache. */
 	struct block *jcache[JCACHE_SIZE];
 	struct block *bhash[BLOCK_HASH_SIZE];
 	uint8_t *arena;
 	size_t arena_size, arena_used;
-	bool flush_pending;
 	ZydisDecoder dec[3];
 
 	/* Host-execution stubs for x87/MMX/SSE (fpu.c). */
@@ -265,19 +284,17 @@ struct dbt_cpu {
 
 enum { MODE_REAL, MODE_PROT16, MODE_PROT32, MODE_LONG64, MODE_COMPAT16, MODE_COMPAT32 };
 
-/* The decode mode: code size and stack size. Blocks are valid for one key. */
+/* What a block is made for: code size, stack size, and user or supervisor
+ * (jump-cache hits skip the fetch's page checks, so a block decoded for
+ * ring 0 must not be found by ring 3). */
 static inline uint32_t mode_key(const struct dbt_cpu *cpu)
 {
-	return cpu->mode | (cpu->sp_mask == 0xffff ? 0x10 : 0);
+	return cpu->mode | (cpu->sp_mask == 0xffff ? 0x10u : 0) | (cpu->cpl == 3 ? 0x20u : 0);
 }
 
 static inline bool mode_long(const struct dbt_cpu *cpu)
 {
 	return cpu->s.efer & EFER_LMA;
-}
-static inline bool mode_64(const struct dbt_cpu *cpu)
-{
-	return cpu->mode == MODE_LONG64;
 }
 static inline bool mode_prot(const struct dbt_cpu *cpu)
 {
@@ -344,12 +361,9 @@ __attribute__((noreturn)) static inline void raise_ud(struct dbt_cpu *cpu)
 {
 	dbt_raise(cpu, EXC_UD, NO_ERROR);
 }
-/* Software interrupts and exceptions that report the next RIP (INT n, INT3,
- * INTO, single-step): delivered with return address next_rip. */
-__attribute__((noreturn)) void dbt_raise_trap(struct dbt_cpu *cpu, int vector, uint64_t next_rip, bool soft);
 /* Leaves dbt_cpu_run with a VCPU_EXIT_ERROR saying why. */
 __attribute__((noreturn)) void dbt_fatal(struct dbt_cpu *cpu, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+    __attribute__((format(printf, 2, 3)));
 /* Delivers an exception or interrupt through the IDT/IVT with return RIP
  * ret_rip (faults nest: see exception.c). */
 void dbt_deliver(struct dbt_cpu *cpu, int vector, uint32_t error, uint64_t ret_rip, bool soft, bool ext);
@@ -672,7 +686,24 @@ uint64_t popf_mask(struct dbt_cpu *cpu, unsigned size);
 /* Block cache (cache.c). */
 int cache_init(struct dbt_cpu *cpu);
 void cache_destroy(struct dbt_cpu *cpu);
-struct block *cache_lookup(struct dbt_cpu *cpu);
+struct block *cache_lookup_slow(struct dbt_cpu *cpu);
+
+/* The jump cache keeps each virtual page's entries in one group of 64, so
+ * INVLPG can drop a page's entries without a search. */
+static inline unsigned jc_hash(uint64_t rip)
+{
+	return (unsigned)((((rip >> 12) ^ (rip >> 18)) & 63) << 6) | (unsigned)((rip ^ (rip >> 6)) & 63);
+}
+
+/* The block at cpu->rip. Jump-cache entries need no validity check: the
+ * run loop empties the jump cache whenever translations were invalidated. */
+static inline struct block *cache_lookup(struct dbt_cpu *cpu)
+{
+	struct block *b = cpu->jcache[jc_hash(cpu->rip)];
+	if (likely(b && b->rip == cpu->rip && b->key == cpu->key))
+		return b;
+	return cache_lookup_slow(cpu);
+}
 void cache_flush_jumps(struct dbt_cpu *cpu);
 void cache_flush_jumps_page(struct dbt_cpu *cpu, uint64_t lin);
 void cache_flush_all(struct dbt_cpu *cpu);
@@ -721,12 +752,13 @@ void fpu_reset_stubs(struct dbt_cpu *cpu);
 bool fpu_has_room(struct dbt_cpu *cpu);
 /* Builds the handler of an x87/MMX/SSE instruction; false if not one. */
 bool fpu_decode(struct dbt_cpu *cpu, struct dinsn *d, const ZydisDecodedInstruction *in,
-		const ZydisDecodedOperand *ops, const uint8_t *bytes);
+		const ZydisDecodedOperand *ops);
 void fpu_sanitize(struct x86_fxsave *fx);
 
 /* Handler declarations shared between decode.c and the semantic files. */
 #define HANDLER(name) void name(struct dbt_cpu *cpu, const struct dinsn *d)
-#define HANDLER_UNUSED(name) void name(__attribute__((unused)) struct dbt_cpu *cpu, __attribute__((unused)) const struct dinsn *d)
+#define HANDLER_UNUSED(name)                                                                                           \
+	void name(__attribute__((unused)) struct dbt_cpu *cpu, __attribute__((unused)) const struct dinsn *d)
 #include "dbt/handlers.h"
 
 #endif

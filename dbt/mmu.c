@@ -89,7 +89,7 @@ static void phys_copy(struct dbt_cpu *cpu, uint64_t gpa, uint8_t *buf, unsigned 
 /* ---- the page walk ----------------------------------------------------------------- */
 
 struct xlate {
-	uint64_t gpa;  /* of the 4 KiB page */
+	uint64_t gpa;			     /* of the 4 KiB page */
 	bool readable, writable, executable; /* for the privilege walked */
 	bool dirty, global;
 	uint64_t large; /* size of a large mapping, or 0 */
@@ -117,14 +117,14 @@ static void pte_set_bits(uint8_t *host, unsigned size, uint64_t bits, uint64_t e
 		__atomic_fetch_or((uint32_t *)(void *)host, (uint32_t)bits, __ATOMIC_SEQ_CST);
 }
 
-#define PTE_P 1ull
-#define PTE_W 2ull
-#define PTE_U 4ull
-#define PTE_A 0x20ull
-#define PTE_D 0x40ull
-#define PTE_PS 0x80ull
-#define PTE_G 0x100ull
-#define PTE_NX (1ull << 63)
+#define PTE_P	 1ull
+#define PTE_W	 2ull
+#define PTE_U	 4ull
+#define PTE_A	 0x20ull
+#define PTE_D	 0x40ull
+#define PTE_PS	 0x80ull
+#define PTE_G	 0x100ull
+#define PTE_NX	 (1ull << 63)
 #define PTE_ADDR 0x000ffffffffff000ull
 
 static void walk(struct dbt_cpu *cpu, uint64_t lin, unsigned acc, bool user, struct xlate *x)
@@ -242,7 +242,7 @@ static void tlb_entry_clear(struct tlb_entry *e)
 
 void tlb_flush_all(struct dbt_cpu *cpu, bool keep_global)
 {
-	for (int set = 0; set < 3; set++)
+	for (int set = 0; set < 2; set++) /* set 2 is never filled */
 		for (int i = 0; i < TLB_SIZE; i++) {
 			struct tlb_entry *e = &cpu->tlbs[set][i];
 			if (!keep_global || !e->global)
@@ -304,8 +304,8 @@ static struct tlb_entry *tlb_fill(struct dbt_cpu *cpu, bool user, uint64_t lin, 
 		e->tag[TLB_EXEC] = x.executable ? page : TLB_INVALID;
 		if (x.writable && x.dirty)
 			e->tag[TLB_WRITE] = code_page_is_code(cpu->shared, code_page_index(cpu->shared, x.gpa))
-						    ? page | TLB_SLOW
-						    : page;
+						? page | TLB_SLOW
+						: page;
 		else
 			e->tag[TLB_WRITE] = TLB_INVALID;
 	} else {

@@ -4,12 +4,27 @@
  */
 #include "dbt/internal.h"
 
-#define MOV_SIZE(SZ)                                                                                   \
-	static HANDLER(mov_rr_##SZ) { reg_set(cpu, d->r0, SZ, reg_get(cpu, d->r1, SZ)); }               \
-	static HANDLER(mov_ri_##SZ) { reg_set(cpu, d->r0, SZ, d->imm); }                                \
-	static HANDLER(mov_rm_##SZ) { reg_set(cpu, d->r0, SZ, d_read(cpu, d, SZ)); }                    \
-	static HANDLER(mov_mr_##SZ) { d_write(cpu, d, SZ, reg_get(cpu, d->r1, SZ)); }                   \
-	static HANDLER(mov_mi_##SZ) { d_write(cpu, d, SZ, d->imm); }
+#define MOV_SIZE(SZ)                                                                                                   \
+	static HANDLER(mov_rr_##SZ)                                                                                    \
+	{                                                                                                              \
+		reg_set(cpu, d->r0, SZ, reg_get(cpu, d->r1, SZ));                                                      \
+	}                                                                                                              \
+	static HANDLER(mov_ri_##SZ)                                                                                    \
+	{                                                                                                              \
+		reg_set(cpu, d->r0, SZ, d->imm);                                                                       \
+	}                                                                                                              \
+	static HANDLER(mov_rm_##SZ)                                                                                    \
+	{                                                                                                              \
+		reg_set(cpu, d->r0, SZ, d_read(cpu, d, SZ));                                                           \
+	}                                                                                                              \
+	static HANDLER(mov_mr_##SZ)                                                                                    \
+	{                                                                                                              \
+		d_write(cpu, d, SZ, reg_get(cpu, d->r1, SZ));                                                          \
+	}                                                                                                              \
+	static HANDLER(mov_mi_##SZ)                                                                                    \
+	{                                                                                                              \
+		d_write(cpu, d, SZ, d->imm);                                                                           \
+	}
 
 MOV_SIZE(1)
 MOV_SIZE(2)
@@ -17,12 +32,12 @@ MOV_SIZE(4)
 MOV_SIZE(8)
 
 const dbt_handler h_mov[FORM_COUNT][4] = {
-	{mov_rr_1, mov_rr_2, mov_rr_4, mov_rr_8}, {mov_ri_1, mov_ri_2, mov_ri_4, mov_ri_8},
-	{mov_rm_1, mov_rm_2, mov_rm_4, mov_rm_8}, {mov_mr_1, mov_mr_2, mov_mr_4, mov_mr_8},
-	{mov_mi_1, mov_mi_2, mov_mi_4, mov_mi_8},
+    {mov_rr_1, mov_rr_2, mov_rr_4, mov_rr_8}, {mov_ri_1, mov_ri_2, mov_ri_4, mov_ri_8},
+    {mov_rm_1, mov_rm_2, mov_rm_4, mov_rm_8}, {mov_mr_1, mov_mr_2, mov_mr_4, mov_mr_8},
+    {mov_mi_1, mov_mi_2, mov_mi_4, mov_mi_8},
 };
 
-static inline uint64_t src1(struct dbt_cpu *cpu, const struct dinsn *d, unsigned size)
+static inline __attribute__((always_inline)) uint64_t src1(struct dbt_cpu *cpu, const struct dinsn *d, unsigned size)
 {
 	return (d->flags & DI_MEMSRC) ? d_read(cpu, d, size) : reg_get(cpu, d->r1, size);
 }
@@ -37,6 +52,31 @@ HANDLER(h_movsx)
 	reg_set(cpu, d->r0, d->osz, sext(src1(cpu, d, d->ssz), d->ssz));
 }
 
+/* The common MOVZX/MOVSX forms, specialised: 32-bit destination from a byte
+ * or word, in a register or memory. */
+#define MOVX(NAME, SSZ, EXPR)                                                                                          \
+	static HANDLER(NAME##_r)                                                                                       \
+	{                                                                                                              \
+		cpu->gpr[d->r0] = (uint32_t)EXPR(reg_get(cpu, d->r1, SSZ));                                            \
+	}                                                                                                              \
+	static HANDLER(NAME##_m)                                                                                       \
+	{                                                                                                              \
+		cpu->gpr[d->r0] = (uint32_t)EXPR(d_read(cpu, d, SSZ));                                                 \
+	}
+#define ZX(v)	(v)
+#define SX8(v)	(int32_t)(int8_t)(v)
+#define SX16(v) (int32_t)(int16_t)(v)
+MOVX(movzx_b, 1, ZX)
+MOVX(movzx_w, 2, ZX)
+MOVX(movsx_b, 1, SX8)
+MOVX(movsx_w, 2, SX16)
+
+/* [sign][source 8/16][register/memory] */
+const dbt_handler h_movx32[2][2][2] = {
+    {{movzx_b_r, movzx_b_m}, {movzx_w_r, movzx_w_m}},
+    {{movsx_b_r, movsx_b_m}, {movsx_w_r, movsx_w_m}},
+};
+
 HANDLER(h_lea)
 {
 	reg_set(cpu, d->r0, d->osz, d_ea(cpu, d));
@@ -44,16 +84,19 @@ HANDLER(h_lea)
 
 /* The source is read (and may fault) whatever the condition; a 32-bit
  * destination is zero-extended even when nothing moves. */
-#define CMOV(CC)                                                                                       \
-	static HANDLER(cmov_##CC)                                                                      \
-	{                                                                                              \
-		uint64_t v = src1(cpu, d, d->osz);                                                     \
-		if (cond_true(cpu->rflags, CC))                                                        \
-			reg_set(cpu, d->r0, d->osz, v);                                                \
-		else if (d->osz == 4)                                                                  \
-			reg_set(cpu, d->r0, 4, cpu->gpr[d->r0]);                                       \
-	}                                                                                              \
-	static HANDLER(setcc_##CC) { rm_write(cpu, d, 1, cond_true(cpu->rflags, CC)); }
+#define CMOV(CC)                                                                                                       \
+	static HANDLER(cmov_##CC)                                                                                      \
+	{                                                                                                              \
+		uint64_t v = src1(cpu, d, d->osz);                                                                     \
+		if (cond_true(cpu->rflags, CC))                                                                        \
+			reg_set(cpu, d->r0, d->osz, v);                                                                \
+		else if (d->osz == 4)                                                                                  \
+			reg_set(cpu, d->r0, 4, cpu->gpr[d->r0]);                                                       \
+	}                                                                                                              \
+	static HANDLER(setcc_##CC)                                                                                     \
+	{                                                                                                              \
+		rm_write(cpu, d, 1, cond_true(cpu->rflags, CC));                                                       \
+	}
 
 CMOV(0)
 CMOV(1)
@@ -73,13 +116,13 @@ CMOV(14)
 CMOV(15)
 
 const dbt_handler h_cmov[16] = {
-	cmov_0, cmov_1, cmov_2, cmov_3, cmov_4, cmov_5, cmov_6, cmov_7,
-	cmov_8, cmov_9, cmov_10, cmov_11, cmov_12, cmov_13, cmov_14, cmov_15,
+    cmov_0, cmov_1, cmov_2,  cmov_3,  cmov_4,  cmov_5,	cmov_6,	 cmov_7,
+    cmov_8, cmov_9, cmov_10, cmov_11, cmov_12, cmov_13, cmov_14, cmov_15,
 };
 
 const dbt_handler h_setcc[16] = {
-	setcc_0, setcc_1, setcc_2, setcc_3, setcc_4, setcc_5, setcc_6, setcc_7,
-	setcc_8, setcc_9, setcc_10, setcc_11, setcc_12, setcc_13, setcc_14, setcc_15,
+    setcc_0, setcc_1, setcc_2,	setcc_3,  setcc_4,  setcc_5,  setcc_6,	setcc_7,
+    setcc_8, setcc_9, setcc_10, setcc_11, setcc_12, setcc_13, setcc_14, setcc_15,
 };
 
 HANDLER(h_bswap)

@@ -5,37 +5,47 @@
  */
 #include "dbt/internal.h"
 
-#define MSR_TSC 0x10
-#define MSR_PLATFORM_ID 0x17
-#define MSR_APIC_BASE 0x1b
-#define MSR_FEATURE_CONTROL 0x3a
-#define MSR_UCODE_REV 0x8b
-#define MSR_PLATFORM_INFO 0xce
-#define MSR_MTRRCAP 0xfe
-#define MSR_SYSENTER_CS 0x174
-#define MSR_SYSENTER_ESP 0x175
-#define MSR_SYSENTER_EIP 0x176
-#define MSR_MISC_ENABLE 0x1a0
-#define MSR_DEBUGCTL 0x1d9
-#define MSR_MTRR_PHYS_FIRST 0x200
-#define MSR_MTRR_PHYS_LAST 0x20f
-#define MSR_MTRR_FIX64K 0x250
+#define MSR_TSC		      0x10
+#define MSR_PLATFORM_ID	      0x17
+#define MSR_APIC_BASE	      0x1b
+#define MSR_FEATURE_CONTROL   0x3a
+#define MSR_UCODE_REV	      0x8b
+#define MSR_ARCH_CAPABILITIES 0x10a
+#define MSR_PLATFORM_INFO     0xce
+#define MSR_MTRRCAP	      0xfe
+#define MSR_SYSENTER_CS	      0x174
+#define MSR_SYSENTER_ESP      0x175
+#define MSR_SYSENTER_EIP      0x176
+#define MSR_MISC_ENABLE	      0x1a0
+#define MSR_DEBUGCTL	      0x1d9
+#define MSR_MTRR_PHYS_FIRST   0x200
+#define MSR_MTRR_PHYS_LAST    0x20f
+#define MSR_MTRR_FIX64K	      0x250
 #define MSR_MTRR_FIX16K_80000 0x258
 #define MSR_MTRR_FIX16K_A0000 0x259
-#define MSR_MTRR_FIX4K_FIRST 0x268
-#define MSR_MTRR_FIX4K_LAST 0x26f
-#define MSR_PAT 0x277
-#define MSR_MTRR_DEF_TYPE 0x2ff
-#define MSR_TSC_DEADLINE 0x6e0
-#define MSR_EFER 0xc0000080
-#define MSR_STAR 0xc0000081
-#define MSR_LSTAR 0xc0000082
-#define MSR_CSTAR 0xc0000083
-#define MSR_FMASK 0xc0000084
-#define MSR_FS_BASE 0xc0000100
-#define MSR_GS_BASE 0xc0000101
-#define MSR_KERNEL_GS_BASE 0xc0000102
-#define MSR_TSC_AUX 0xc0000103
+#define MSR_MTRR_FIX4K_FIRST  0x268
+#define MSR_MTRR_FIX4K_LAST   0x26f
+#define MSR_PAT		      0x277
+#define MSR_MTRR_DEF_TYPE     0x2ff
+#define MSR_TSC_DEADLINE      0x6e0
+#define MSR_EFER	      0xc0000080
+#define MSR_STAR	      0xc0000081
+#define MSR_LSTAR	      0xc0000082
+#define MSR_CSTAR	      0xc0000083
+#define MSR_FMASK	      0xc0000084
+#define MSR_FS_BASE	      0xc0000100
+#define MSR_GS_BASE	      0xc0000101
+#define MSR_KERNEL_GS_BASE    0xc0000102
+#define MSR_TSC_AUX	      0xc0000103
+
+/* The interpreter does not speculate, so none of the hardware
+ * vulnerabilities these bits deny exist here: RDCL_NO (Meltdown), SSB_NO,
+ * MDS_NO, PSCHANGE_MC_NO, TAA_NO, SBDR_SSDP_NO, FBSDP_NO, PSDP_NO, PBRSB_NO,
+ * GDS_NO, RFDS_NO. Guests then skip page-table isolation and buffer
+ * clearing, which would only cost time. */
+#define ARCH_CAPABILITIES                                                                                              \
+	((1ull << 0) | (1ull << 4) | (1ull << 5) | (1ull << 6) | (1ull << 8) | (1ull << 13) | (1ull << 14) |           \
+	 (1ull << 15) | (1ull << 24) | (1ull << 26) | (1ull << 27))
 
 bool msr_is_foreign(uint32_t index)
 {
@@ -97,7 +107,8 @@ bool msr_read(struct dbt_cpu *cpu, uint32_t index, uint64_t *v)
 	case MSR_TSC: *v = guest_tsc(cpu); return true;
 	case MSR_PLATFORM_ID: *v = 0; return true;
 	case MSR_FEATURE_CONTROL: *v = 1; return true; /* locked, VMX off */
-	case MSR_UCODE_REV: *v = cpu->ucode_rev; return true;
+	case MSR_UCODE_REV: *v = 0; return true;       /* no microcode to report */
+	case MSR_ARCH_CAPABILITIES: *v = ARCH_CAPABILITIES; return true;
 	case MSR_PLATFORM_INFO: *v = 0; return true;
 	case MSR_MTRRCAP: *v = 0x508; return true; /* 8 variable, fixed, WC */
 	case MSR_SYSENTER_CS: *v = s->sysenter_cs; return true;

@@ -139,8 +139,10 @@ static struct desc far_target(struct dbt_cpu *cpu, uint16_t sel)
 	if (!desc_read(cpu, sel, &d))
 		raise_gp(cpu, serr);
 	if (!((d.hi >> 12) & 1))
-		dbt_fatal(cpu, "far transfer through system descriptor 0x%x (type %u): call gates and task switches "
-			  "are not implemented", sel, (d.hi >> 8) & 0xf);
+		dbt_fatal(cpu,
+			  "far transfer through system descriptor 0x%x (type %u): call gates and task switches "
+			  "are not implemented",
+			  sel, (d.hi >> 8) & 0xf);
 	bool code = (d.hi >> 11) & 1, conforming = (d.hi >> 10) & 1;
 	unsigned dpl = (d.hi >> 13) & 3;
 	if (!code)
@@ -279,8 +281,8 @@ HANDLER(h_lxs)
 {
 	uint64_t ea = d_ea(cpu, d);
 	uint64_t off = mem_read(cpu, seg_lin(cpu, d->seg, ea, d->osz, false), d->osz, seg_acc(d->seg));
-	uint16_t sel = (uint16_t)mem_read(cpu, seg_lin(cpu, d->seg, (ea + d->osz) & amask(d->asz), 2, false), 2,
-					  seg_acc(d->seg));
+	uint16_t sel =
+	    (uint16_t)mem_read(cpu, seg_lin(cpu, d->seg, (ea + d->osz) & amask(d->asz), 2, false), 2, seg_acc(d->seg));
 	if (mode_prot(cpu))
 		seg_load(cpu, d->cc, sel);
 	else
@@ -303,8 +305,7 @@ HANDLER(h_lgdt)
 	uint64_t ea = d_ea(cpu, d);
 	unsigned bsz = cpu->mode == MODE_LONG64 ? 8 : 4;
 	uint16_t limit = (uint16_t)mem_read(cpu, seg_lin(cpu, d->seg, ea, 2, false), 2, seg_acc(d->seg));
-	uint64_t base = mem_read(cpu, seg_lin(cpu, d->seg, (ea + 2) & amask(d->asz), bsz, false), bsz,
-				 seg_acc(d->seg));
+	uint64_t base = mem_read(cpu, seg_lin(cpu, d->seg, (ea + 2) & amask(d->asz), bsz, false), bsz, seg_acc(d->seg));
 	if (bsz == 8 && (uint64_t)((int64_t)(base << 16) >> 16) != base)
 		raise_gp(cpu, 0);
 	if (d->osz == 2 && bsz == 4)
@@ -414,7 +415,8 @@ HANDLER(h_lar)
 		unsigned type = (dd.hi >> 8) & 0xf;
 		static const uint16_t lar_legacy = 0x1a3e, lar_long = 0x1a04; /* type bitmaps */
 		static const uint16_t lsl_legacy = 0x0a0e, lsl_long = 0x0a04;
-		uint16_t allowed = d->cc ? (mode_long(cpu) ? lsl_long : lsl_legacy) : (mode_long(cpu) ? lar_long : lar_legacy);
+		uint16_t allowed =
+		    d->cc ? (mode_long(cpu) ? lsl_long : lsl_legacy) : (mode_long(cpu) ? lar_long : lar_legacy);
 		ok = (allowed >> type) & 1;
 	}
 	ok = ok && desc_visible(cpu, sel, dd);

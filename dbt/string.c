@@ -4,8 +4,8 @@
  * still on itself, so interrupts and kicks are seen during long copies.
  * Forward REP MOVS/STOS within RAM copy whole page runs on the host.
  */
-#include "dbt/internal.h"
 #include "dbt/hostop.h"
+#include "dbt/internal.h"
 
 #define STRING_BUDGET 65536
 

@@ -7,8 +7,16 @@
 static struct x86_segment flat(uint16_t sel, bool code, unsigned dpl, bool l64)
 {
 	return (struct x86_segment){
-		.base = 0, .limit = 0xffffffff, .selector = sel, .type = code ? 0xb : 0x3, .s = 1,
-		.dpl = dpl & 3, .present = 1, .l = code && l64, .db = !(code && l64), .g = 1,
+	    .base = 0,
+	    .limit = 0xffffffff,
+	    .selector = sel,
+	    .type = code ? 0xb : 0x3,
+	    .s = 1,
+	    .dpl = dpl & 3,
+	    .present = 1,
+	    .l = code && l64,
+	    .db = !(code && l64),
+	    .g = 1,
 	};
 }
 

@@ -33,8 +33,7 @@ void cr0_write(struct dbt_cpu *cpu, uint64_t v)
 			raise_gp(cpu, 0);
 		s->efer &= ~EFER_LMA;
 	}
-	s->cr0 = v & (CR0_PE | CR0_MP | CR0_EM | CR0_TS | CR0_ET | CR0_NE | CR0_WP | CR0_AM | CR0_NW | CR0_CD |
-		      CR0_PG);
+	s->cr0 = v & (CR0_PE | CR0_MP | CR0_EM | CR0_TS | CR0_ET | CR0_NE | CR0_WP | CR0_AM | CR0_NW | CR0_CD | CR0_PG);
 	if ((old ^ v) & (CR0_PG | CR0_WP | CR0_PE))
 		tlb_flush_all(cpu, false);
 	cpu_update_mode(cpu);

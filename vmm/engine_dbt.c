@@ -41,6 +41,11 @@ static void dbt_accept_interrupt(void *opaque, int vector)
 	vcpu_accept_interrupt(opaque, vector);
 }
 
+static bool dbt_take_nmi(void *opaque)
+{
+	return vcpu_take_nmi(opaque);
+}
+
 static int dbt_vcpu_init(struct vcpu *vcpu)
 {
 	struct vm *vm = vcpu_vm(vcpu);
@@ -52,6 +57,7 @@ static int dbt_vcpu_init(struct vcpu *vcpu)
 		.io = dbt_io,
 		.pending_interrupt = dbt_pending_interrupt,
 		.accept_interrupt = dbt_accept_interrupt,
+		.take_nmi = dbt_take_nmi,
 		.interrupt_hint = vcpu_interrupt_hint(vcpu),
 		.opaque = vcpu,
 		.cpu_index = vcpu_index(vcpu),

@@ -1,0 +1,1010 @@
+/*
+ * Unit tests of the dbt engine: guest code from snippets.S runs on a
+ * dbt_cpu over a RAM buffer (harness.c) and the resulting state, memory and
+ * device accesses are checked. ALU results are compared with the host CPU
+ * running the same instructions.
+ */
+#include <inttypes.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+static int failures, checks;
+static const char *current;
+
+#define CHECK(cond, ...)                                                                                               \
+	do {                                                                                                           \
+		checks++;                                                                                              \
+		if (!(cond)) {                                                                                         \
+			failures++;                                                                                    \
+			printf("FAIL %s: %s:%d: ", current, __FILE__, __LINE__);                                       \
+			printf(__VA_ARGS__);                                                                           \
+			printf("\n");                                                                                  \
+		}                                                                                                      \
+	} while (0)
+
+#define CHECK_EQ(a, b)                                                                                                 \
+	do {                                                                                                           \
+		uint64_t a_ = (uint64_t)(a), b_ = (uint64_t)(b);                                                       \
+		CHECK(a_ == b_, "%s == %s: 0x%" PRIx64 " != 0x%" PRIx64, #a, #b, a_, b_);                              \
+	} while (0)
+
+SNIPPET(hlt)
+SNIPPET(cpuid)
+SNIPPET(alu_driver)
+SNIPPET(to_long)
+SNIPPET(div0)
+SNIPPET(ud2)
+SNIPPET(noncanon)
+SNIPPET(bad_sel)
+SNIPPET(np_sel)
+SNIPPET(store_rbx)
+SNIPPET(load_rbx)
+SNIPPET(jmp_rbx)
+SNIPPET(pop_fault)
+SNIPPET(int3)
+SNIPPET(single_step)
+SNIPPET(to_user)
+SNIPPET(to_compat)
+SNIPPET(call_then_user)
+SNIPPET(user_syscall)
+SNIPPET(syscall_entry)
+SNIPPET(user_cli)
+SNIPPET(user_in)
+SNIPPET(user_touch_kernel)
+SNIPPET(strings)
+SNIPPET(movs_fault)
+SNIPPET(atomics)
+SNIPPET(lock_loop)
+SNIPPET(fpu)
+SNIPPET(movaps_misaligned)
+SNIPPET(sse_div0)
+SNIPPET(x87_div0)
+SNIPPET(fpu_ts)
+SNIPPET(mmio)
+SNIPPET(msrs)
+SNIPPET(bad_msr)
+SNIPPET(sti_loop)
+SNIPPET(sti_hlt)
+SNIPPET(cli_hlt)
+SNIPPET(irq_handler)
+SNIPPET(smc)
+SNIPPET(smc_dma)
+SNIPPET(paging)
+SNIPPET(paging32)
+SNIPPET(int80_32)
+SNIPPET(tramp)
+
+extern const uint8_t alu_ops_start[], alu_ops_end[];
+void host_call(const void *fn, uint64_t regs[5]);
+
+static struct harness H;
+
+/* Loads a snippet at CODE and starts the CPU in long mode there. */
+static void start_long(const uint8_t *start, const uint8_t *end, struct x86_state *s)
+{
+	h_load(&H, CODE, start, end);
+	h_state_long(s);
+	h_set(&H, s);
+}
+
+#define START(name, s) start_long(snip_##name, snip_##name##_end, s)
+
+/* After an exception stub's HLT: the vector (RAX) and the frame at RSP. */
+struct frame {
+	uint64_t vector, error, rip, cs, rflags, rsp, ss;
+};
+
+static struct frame exc_frame(bool has_error)
+{
+	struct x86_state s;
+	struct frame f = {0};
+	h_get(&H, &s);
+	f.vector = s.gpr[RAX];
+	uint64_t sp = s.gpr[RSP];
+	if (has_error) {
+		f.error = h_rd64(&H, sp);
+		sp += 8;
+	}
+	f.rip = h_rd64(&H, sp);
+	f.cs = h_rd64(&H, sp + 8);
+	f.rflags = h_rd64(&H, sp + 16);
+	f.rsp = h_rd64(&H, sp + 24);
+	f.ss = h_rd64(&H, sp + 32);
+	return f;
+}
+
+static void expect_exception(unsigned vector, bool has_error, uint64_t error, uint64_t rip)
+{
+	struct vcpu_exit e = h_run(&H);
+	CHECK_EQ(e.reason, VCPU_EXIT_HLT);
+	struct frame f = exc_frame(has_error);
+	CHECK_EQ(f.vector, vector);
+	if (has_error)
+		CHECK_EQ(f.error, error);
+	CHECK_EQ(f.rip, rip);
+}
+
+/* ---- tests ---------------------------------------------------------------------- */
+
+static void test_hlt(void)
+{
+	struct x86_state s;
+	START(hlt, &s);
+	struct vcpu_exit e = h_run(&H);
+	h_get(&H, &s);
+	CHECK_EQ(e.reason, VCPU_EXIT_HLT);
+	CHECK_EQ(s.gpr[RAX], 42);
+	CHECK_EQ(s.rip, CODE + 8);
+	CHECK(s.halted, "halted after HLT");
+	/* Halted with IF clear: stays halted. */
+	e = h_run(&H);
+	CHECK_EQ(e.reason, VCPU_EXIT_HLT);
+	/* The VMM wakes it by clearing halted: execution goes on after HLT. */
+	s.halted = false;
+	h_set(&H, &s);
+	e = h_run(&H);
+	h_get(&H, &s);
+	CHECK_EQ(s.gpr[RAX], 43);
+	CHECK(dbt_cpu_instructions(H.cpu) >= 4, "instructions counted");
+	/* A kick set before the run comes back at once. */
+	atomic_store(&H.kick, true);
+	dbt_cpu_run(H.cpu, &e);
+	CHECK_EQ(e.reason, VCPU_EXIT_KICK);
+	CHECK(!atomic_load(&H.kick), "kick cleared");
+}
+
+static void test_cpuid(void)
+{
+	struct x86_state s;
+	START(cpuid, &s);
+	h_run(&H);
+	char vendor[13];
+	uint32_t v[3] = {(uint32_t)h_rd64(&H, DATA), (uint32_t)h_rd64(&H, DATA + 8), (uint32_t)h_rd64(&H, DATA + 16)};
+	memcpy(vendor, v, 12);
+	vendor[12] = 0;
+	CHECK(!strcmp(vendor, "GenuineIntel"), "vendor %s", vendor);
+	CHECK_EQ(h_rd64(&H, DATA + 24) >> 24 & 0xff, H.cpu_index);
+	uint32_t ecx = (uint32_t)h_rd64(&H, DATA + 32), edx = (uint32_t)h_rd64(&H, DATA + 40);
+	CHECK(ecx & (1u << 31), "hypervisor bit");
+	CHECK(ecx & (1u << 21), "x2APIC");
+	CHECK(ecx & (1u << 24), "TSC deadline");
+	CHECK(ecx & (1u << 26), "XSAVE");
+	CHECK(ecx & (1u << 13), "CX16");
+	CHECK(!(ecx & (1u << 27)), "OSXSAVE off while CR4.OSXSAVE is");
+	CHECK((edx & 0x07800000) == 0x07800000, "MMX FXSR SSE SSE2");
+	uint32_t edx81 = (uint32_t)h_rd64(&H, DATA + 48);
+	CHECK(edx81 & (1u << 29), "LM");
+	CHECK(edx81 & (1u << 20), "NX");
+	CHECK(edx81 & (1u << 26), "1 GiB pages");
+	CHECK(edx81 & (1u << 27), "RDTSCP");
+}
+
+struct alu_case {
+	const char *name;
+	const uint8_t *fn;
+	uint64_t flag_mask; /* flags the SDM defines for it */
+};
+
+#define ALU(n, mask)                                                                                                   \
+	{                                                                                                              \
+#n, (const uint8_t *)alu_##n, mask                                                                     \
+	}
+#define ALL  0x8d5ull
+#define CFOF 0x801ull
+extern const uint8_t alu_add64[], alu_add8[], alu_adc32[], alu_sub16[], alu_sbb64[], alu_and32[], alu_or8[],
+    alu_xor64[], alu_cmp32[], alu_test8[], alu_inc32[], alu_dec16[], alu_neg64[], alu_not32[], alu_shl64[], alu_shr32[],
+    alu_sar16[], alu_rol8[], alu_ror64[], alu_rcl32[], alu_rcr16[], alu_shld32[], alu_shrd64[], alu_imul64[],
+    alu_mul32[], alu_imul1_64[], alu_bsf64[], alu_bsr32[], alu_popcnt64[], alu_bt64[], alu_btc32[], alu_xadd32[],
+    alu_cmpxchg64[], alu_bswap64[], alu_cwde[], alu_cqo[], alu_movsx[], alu_movzx[], alu_lea[], alu_setcc[], alu_cmov[],
+    alu_lahf[], alu_sahf[], alu_adc8h[], alu_neg8[], alu_rcl64_1[], alu_sar8_imm[], alu_div_ok[], alu_crc32b[],
+    alu_crc32q[], alu_enter_leave[];
+
+static void test_alu_differential(void)
+{
+	static const struct alu_case ops[] = {
+	    ALU(add64, ALL),	   ALU(add8, ALL),     ALU(adc32, ALL),	    ALU(sub16, ALL),	ALU(sbb64, ALL),
+	    ALU(and32, ALL),	   ALU(or8, ALL),      ALU(xor64, ALL),	    ALU(cmp32, ALL),	ALU(test8, ALL),
+	    ALU(inc32, ALL),	   ALU(dec16, ALL),    ALU(neg64, ALL),	    ALU(not32, ALL),	ALU(shl64, ALL),
+	    ALU(shr32, ALL),	   ALU(sar16, ALL),    ALU(rol8, ALL),	    ALU(ror64, ALL),	ALU(rcl32, ALL),
+	    ALU(rcr16, ALL),	   ALU(shld32, ALL),   ALU(shrd64, ALL),    ALU(imul64, CFOF),	ALU(mul32, CFOF),
+	    ALU(imul1_64, CFOF),   ALU(bsf64, ALL),    ALU(bsr32, ALL),	    ALU(popcnt64, ALL), ALU(bt64, 0x41),
+	    ALU(btc32, 0x41),	   ALU(xadd32, ALL),   ALU(cmpxchg64, ALL), ALU(bswap64, ALL),	ALU(cwde, ALL),
+	    ALU(cqo, ALL),	   ALU(movsx, ALL),    ALU(movzx, ALL),	    ALU(lea, ALL),	ALU(setcc, ALL),
+	    ALU(cmov, ALL),	   ALU(lahf, ALL),     ALU(sahf, ALL),	    ALU(adc8h, ALL),	ALU(neg8, ALL),
+	    ALU(rcl64_1, ALL),	   ALU(sar8_imm, ALL), ALU(div_ok, 0),	    ALU(crc32b, ALL),	ALU(crc32q, ALL),
+	    ALU(enter_leave, ALL),
+	};
+	static const uint64_t vals[] = {
+	    0,
+	    1,
+	    2,
+	    0x7f,
+	    0x80,
+	    0xff,
+	    0x7fff,
+	    0x8000,
+	    0xffff,
+	    0x7fffffff,
+	    0x80000000,
+	    0xffffffff,
+	    0x7fffffffffffffff,
+	    0x8000000000000000,
+	    0xffffffffffffffff,
+	    0x123456789abcdef0,
+	    0x0f0f0f0f0f0f0f0f,
+	};
+	static const uint64_t counts[] = {0, 1, 3, 8, 15, 16, 31, 32, 33, 63, 64, 65};
+	struct x86_state s;
+	unsigned bad = 0;
+
+	h_load(&H, ALU_OPS, alu_ops_start, alu_ops_end);
+	START(alu_driver, &s);
+	for (size_t o = 0; o < sizeof(ops) / sizeof(ops[0]); o++) {
+		for (size_t i = 0; i < sizeof(vals) / sizeof(vals[0]); i++)
+			for (size_t j = 0; j < sizeof(vals) / sizeof(vals[0]); j += 2)
+				for (int fl = 0; fl < 2; fl++) {
+					uint64_t in[5] = {vals[i], vals[j], counts[(i + j) % 12],
+							  vals[(i * 7 + j) % 17], fl ? 0x8d7 : 0x2};
+					uint64_t host[5], guest[5];
+					memcpy(host, in, sizeof(in));
+					host_call(ops[o].fn, host);
+					for (int k = 0; k < 5; k++)
+						h_wr64(&H, DATA + 8 * k, in[k]);
+					h_wr64(&H, DATA + 40, ALU_OPS + (uint64_t)(ops[o].fn - alu_ops_start));
+					h_set(&H, &s);
+					struct vcpu_exit e = h_run(&H);
+					for (int k = 0; k < 5; k++)
+						guest[k] = h_rd64(&H, DATA + 8 * k);
+					uint64_t m = ops[o].flag_mask & 0x8d5;
+					/* BSR/BSF of zero: Intel clears the upper half of a 32-bit
+					 * destination, the AMD host keeps it. Undefined either way. */
+					if (!strncmp(ops[o].name, "bs", 2) && !(in[1] & 0xffffffff))
+						guest[0] = host[0];
+					bool ok = e.reason == VCPU_EXIT_HLT && host[0] == guest[0] &&
+						  host[1] == guest[1] && host[2] == guest[2] && host[3] == guest[3] &&
+						  ((host[4] ^ guest[4]) & m & 0xffff) == 0;
+					if (!ok && bad++ < 10)
+						CHECK(ok,
+						      "%s(%" PRIx64 ", %" PRIx64 ", %" PRIx64 ", %" PRIx64
+						      ", fl %" PRIx64 "): host %" PRIx64 " %" PRIx64 " %" PRIx64
+						      " %" PRIx64 " fl %" PRIx64 " guest %" PRIx64 " %" PRIx64
+						      " %" PRIx64 " %" PRIx64 " fl %" PRIx64,
+						      ops[o].name, in[0], in[1], in[2], in[3], in[4], host[0], host[1],
+						      host[2], host[3], host[4], guest[0], guest[1], guest[2], guest[3],
+						      guest[4]);
+					checks++;
+				}
+	}
+	CHECK(bad == 0, "%u ALU cases differ from the host", bad);
+}
+
+static void test_to_long(void)
+{
+	struct x86_state s;
+	h_load(&H, CODE, snip_to_long, snip_to_long_end);
+	h_state_prot32(&s);
+	h_set(&H, &s);
+	struct vcpu_exit e = h_run(&H);
+	h_get(&H, &s);
+	CHECK_EQ(e.reason, VCPU_EXIT_HLT);
+	CHECK_EQ(h_rd64(&H, DATA), 0x1122334455667788);
+	CHECK(s.efer & (1u << 10), "EFER.LMA");
+	CHECK(s.seg[SEG_CS].l && s.seg[SEG_CS].selector == 0x08, "64-bit CS");
+	CHECK_EQ(s.gpr[RSP], STACK_TOP);
+	CHECK(h_rd64(&H, PML4) & 0x20, "A bit in the PML4 entry");
+	CHECK(h_rd64(&H, PD + 8) & 0x60, "A and D bits in the PDE of the data page");
+	CHECK(h_rd64(&H, GDT + 8) & (1ull << 40), "accessed bit in the code descriptor");
+}
+
+static void test_exceptions(void)
+{
+	struct x86_state s;
+
+	current = "exceptions/#DE";
+	START(div0, &s);
+	expect_exception(0, false, 0, CODE + 7);
+
+	current = "exceptions/#UD";
+	START(ud2, &s);
+	expect_exception(6, false, 0, CODE + 1);
+
+	current = "exceptions/#GP non-canonical";
+	START(noncanon, &s);
+	expect_exception(13, true, 0, CODE + 10);
+
+	current = "exceptions/#GP selector";
+	START(bad_sel, &s);
+	expect_exception(13, true, 0x50, CODE + 5);
+
+	current = "exceptions/#NP selector";
+	START(np_sel, &s);
+	expect_exception(11, true, 0x40, CODE + 5);
+
+	current = "exceptions/#PF not present";
+	START(store_rbx, &s);
+	s.gpr[RBX] = FAULT_PAGE + 0x10;
+	h_set(&H, &s);
+	expect_exception(14, true, 2, CODE + 7);
+	h_get(&H, &s);
+	CHECK_EQ(s.cr2, FAULT_PAGE + 0x10);
+	CHECK_EQ(exc_frame(true).rflags & 0x8d5, 0x8d5); /* flags before the faulting ADD */
+
+	current = "exceptions/#PF read-only";
+	START(store_rbx, &s);
+	s.gpr[RBX] = FAULT_PAGE + 0x1008;
+	h_set(&H, &s);
+	uint64_t before = h_rd64(&H, FAULT_PAGE + 0x1008);
+	expect_exception(14, true, 3, CODE + 7);
+	CHECK_EQ(h_rd64(&H, FAULT_PAGE + 0x1008), before);
+
+	current = "exceptions/#PF NX";
+	START(jmp_rbx, &s);
+	s.gpr[RBX] = FAULT_PAGE + 0x3000;
+	h_set(&H, &s);
+	expect_exception(14, true, 0x11, FAULT_PAGE + 0x3000);
+
+	current = "exceptions/#PF reserved bit";
+	START(load_rbx, &s);
+	s.gpr[RBX] = FAULT_PAGE + 0x4000;
+	h_set(&H, &s);
+	expect_exception(14, true, 0x9, CODE);
+
+	current = "exceptions/#PF keeps RSP";
+	START(pop_fault, &s);
+	s.gpr[RBX] = FAULT_PAGE + 0xff8;
+	s.gpr[RAX] = 0x1234;
+	h_set(&H, &s);
+	{
+		/* The handler runs on IST1 so that the faulting stack is not used. */
+		uint64_t gate = h_rd64(&H, IDT + 16 * 14);
+		h_wr64(&H, IDT + 16 * 14, gate | (1ull << 32));
+		struct vcpu_exit e = h_run(&H);
+		h_wr64(&H, IDT + 16 * 14, gate);
+		CHECK_EQ(e.reason, VCPU_EXIT_HLT);
+		struct frame f = exc_frame(true);
+		CHECK_EQ(f.vector, 14);
+		CHECK_EQ(f.rip, CODE + 3);
+		CHECK_EQ(f.rsp, FAULT_PAGE + 0xff8);
+		h_get(&H, &s);
+		CHECK(s.gpr[RSP] <= IST_TOP && s.gpr[RSP] > IST_TOP - 64, "ran on IST1: rsp %" PRIx64, s.gpr[RSP]);
+	}
+
+	current = "exceptions/#BP";
+	START(int3, &s);
+	expect_exception(3, false, 0, CODE + 1);
+
+	current = "exceptions/single step";
+	START(single_step, &s);
+	expect_exception(1, false, 0, CODE + 15);
+	h_get(&H, &s);
+	CHECK(s.dr[6] & (1u << 14), "DR6.BS");
+
+	current = "exceptions/#DF";
+	{
+		uint64_t gate = h_rd64(&H, IDT + 16 * 13);
+		h_wr64(&H, IDT + 16 * 13, gate & ~(1ull << 47));
+		START(bad_sel, &s);
+		expect_exception(8, true, 0, CODE + 5);
+		h_wr64(&H, IDT + 16 * 13, gate);
+	}
+
+	current = "exceptions/triple fault";
+	START(ud2, &s);
+	s.idtr.limit = 0;
+	h_set(&H, &s);
+	struct vcpu_exit e = h_run(&H);
+	CHECK_EQ(e.reason, VCPU_EXIT_SHUTDOWN);
+}
+
+static void start_user(const uint8_t *start, const uint8_t *end, struct x86_state *s)
+{
+	h_load(&H, USER_CODE, start, end);
+	h_state_long(s);
+	s->seg[SEG_CS].selector = 0x2b;
+	s->seg[SEG_CS].dpl = 3;
+	s->seg[SEG_SS].selector = 0x23;
+	s->seg[SEG_SS].dpl = 3;
+	s->rip = USER_CODE;
+	s->gpr[RSP] = USER_STACK;
+	s->rflags = 0x202;
+	h_set(&H, s);
+}
+
+static void test_rings(void)
+{
+	struct x86_state s;
+
+	current = "rings/iretq syscall int";
+	h_load(&H, USER_CODE, snip_user_syscall, snip_user_syscall_end);
+	h_load(&H, CODE + 0x1000, snip_syscall_entry, snip_syscall_entry_end);
+	START(to_user, &s);
+	s.star = (0x18ull << 48) | (0x08ull << 32);
+	s.lstar = CODE + 0x1000;
+	s.fmask = 0x47700;
+	h_set(&H, &s);
+	struct vcpu_exit e = h_run(&H);
+	h_get(&H, &s);
+	CHECK_EQ(e.reason, VCPU_EXIT_HLT);
+	CHECK_EQ(s.gpr[RAX], 0x80);
+	CHECK_EQ(s.gpr[R8], 0x08);
+	CHECK_EQ(s.gpr[R9], USER_STACK);
+	CHECK_EQ(s.gpr[RBX], USER_STACK);
+	CHECK_EQ(s.gpr[RDI], 107);
+	CHECK(s.gpr[RSP] < RSP0_TOP && s.gpr[RSP] >= RSP0_TOP - 48, "stack from TSS.RSP0: %" PRIx64, s.gpr[RSP]);
+	struct frame f = exc_frame(false);
+	CHECK_EQ(f.cs, 0x2b);
+	CHECK_EQ(f.ss, 0x23);
+	CHECK_EQ(f.rsp, USER_STACK);
+	CHECK(f.rflags & 0x200, "IF in the user flags");
+	CHECK_EQ(s.seg[SEG_CS].selector, 0x08);
+	CHECK_EQ(s.seg[SEG_SS].selector, 0);
+
+	current = "rings/lretq to compatibility mode";
+	h_load(&H, USER_CODE, snip_int80_32, snip_int80_32_end);
+	START(to_compat, &s);
+	e = h_run(&H);
+	h_get(&H, &s);
+	CHECK_EQ(e.reason, VCPU_EXIT_HLT);
+	CHECK_EQ(s.gpr[RAX], 0x80);
+	f = exc_frame(false);
+	CHECK_EQ(f.cs, 0x1b);
+	CHECK_EQ(f.ss, 0x23);
+	CHECK_EQ(f.rsp, USER_STACK);
+	CHECK_EQ(f.rip, USER_CODE + 2);
+
+	current = "rings/ring 3 cannot run what ring 0 ran";
+	H.ram[FAULT_PAGE + 0x2000] = 0xc3; /* ret, on a supervisor page */
+	dbt_invalidate_range(H.cpu, FAULT_PAGE + 0x2000, 1);
+	h_load(&H, USER_CODE, snip_jmp_rbx, snip_jmp_rbx_end);
+	START(call_then_user, &s);
+	s.gpr[RBX] = FAULT_PAGE + 0x2000;
+	h_set(&H, &s);
+	expect_exception(14, true, 0x15, FAULT_PAGE + 0x2000);
+	CHECK_EQ(exc_frame(true).cs, 0x2b);
+
+	current = "rings/cli from ring 3";
+	start_user(snip_user_cli, snip_user_cli_end, &s);
+	expect_exception(13, true, 0, USER_CODE);
+
+	current = "rings/in from ring 3";
+	H.nlog = 0;
+	start_user(snip_user_in, snip_user_in_end, &s);
+	expect_exception(13, true, 0, USER_CODE + 9);
+	CHECK(H.nlog == 1 && H.log[0].reason == VCPU_EXIT_PIO && H.log[0].pio.port == 0x1234, "allowed port");
+
+	current = "rings/#PF user on supervisor page";
+	start_user(snip_user_touch_kernel, snip_user_touch_kernel_end, &s);
+	s.gpr[RBX] = FAULT_PAGE + 0x2000;
+	h_set(&H, &s);
+	expect_exception(14, true, 5, USER_CODE);
+}
+
+static void test_strings(void)
+{
+	struct x86_state s;
+	current = "strings";
+	uint8_t *d = H.ram + DATA;
+	memset(d, 0, 0x40000);
+	d[0] = 0x5a;
+	for (int i = 0; i < 32; i++) {
+		d[0x1000 + i] = (uint8_t)i;
+		d[0x1100 + i] = (uint8_t)(i < 20 ? i : 0xee);
+	}
+	d[0x1000 + 40] = 'x';
+	for (int i = 0; i < 3 * 4096 + 100; i++)
+		d[0x10003 + i] = (uint8_t)(i * 7);
+	START(strings, &s);
+	struct vcpu_exit e = h_run(&H);
+	h_get(&H, &s);
+	CHECK_EQ(e.reason, VCPU_EXIT_HLT);
+	bool rep = true;
+	for (int i = 0; i < 16; i++)
+		rep = rep && d[i] == 0x5a;
+	CHECK(rep, "overlapping MOVSB replicates");
+	CHECK_EQ(h_rd64(&H, DATA + 0x100), 0x0102030405060708);
+	CHECK_EQ(h_rd64(&H, DATA + 0x100 + 99 * 8), 0x0102030405060708);
+	CHECK_EQ(h_rd64(&H, DATA + 0x100 + 100 * 8), 0);
+	CHECK_EQ(h_rd64(&H, DATA + 0x800), 0x0102030405060708);
+	CHECK_EQ(h_rd64(&H, DATA + 0x808), 0x0102030405060708);
+	CHECK_EQ(h_rd64(&H, DATA + 0x2000), 11); /* mismatch at byte 20: 32 - 21 */
+	CHECK_EQ(h_rd64(&H, DATA + 0x2008), 23); /* 'x' at 40: 64 - 41 */
+	CHECK_EQ(h_rd64(&H, DATA + 0x2010), DATA + 0x1000 + 41);
+	CHECK_EQ(h_rd64(&H, DATA + 0x2018) & 0xffff, 0x0100);
+	CHECK(!memcmp(d + 0x30001, d + 0x10003, 3 * 4096 + 100), "multi-page copy");
+	CHECK_EQ(s.gpr[RCX], 0);
+	CHECK(!(s.rflags & 0x400), "DF clear");
+
+	current = "strings/fault mid-copy";
+	START(movs_fault, &s);
+	e = h_run(&H);
+	h_get(&H, &s);
+	struct frame f = exc_frame(true);
+	CHECK_EQ(f.vector, 14);
+	CHECK_EQ(f.error, 2);
+	CHECK_EQ(s.cr2, FAULT_PAGE);
+	CHECK_EQ(f.rip, CODE + 20);
+	/* The registers say how far it got: 8 bytes. */
+	struct x86_state st;
+	h_get(&H, &st);
+	CHECK_EQ(st.gpr[RCX], 92);
+	CHECK_EQ(st.gpr[RDI], FAULT_PAGE);
+}
+
+struct lock_thread {
+	struct harness h;
+	pthread_t tid;
+};
+
+static void *lock_worker(void *arg)
+{
+	struct lock_thread *t = arg;
+	struct x86_state s;
+	h_state_long(&s);
+	s.gpr[RSP] = STACK_TOP - 0x1000 * t->h.cpu_index;
+	h_set(&t->h, &s);
+	h_run(&t->h);
+	return NULL;
+}
+
+static void test_atomics(void)
+{
+	struct x86_state s;
+	current = "atomics";
+	START(atomics, &s);
+	h_wr64(&H, DATA + 8, 0);
+	h_wr64(&H, DATA + 16, 3);
+	struct vcpu_exit e = h_run(&H);
+	CHECK_EQ(e.reason, VCPU_EXIT_HLT);
+	CHECK_EQ(h_rd64(&H, DATA), 99);
+	CHECK_EQ(h_rd64(&H, DATA + 0x100), 10);
+	CHECK(h_rd64(&H, DATA + 0x108) & 0x40, "CMPXCHG success sets ZF");
+	CHECK_EQ(h_rd64(&H, DATA + 0x110), 99);
+	CHECK_EQ(h_rd64(&H, DATA + 8), 9);
+	CHECK_EQ(h_rd64(&H, DATA + 16), 7);
+	CHECK_EQ(h_rd64(&H, DATA + 0x118), 3);
+	CHECK_EQ(h_rd64(&H, DATA + 0x40), 3);
+	CHECK_EQ(h_rd64(&H, DATA + 0x48), 4);
+	CHECK(h_rd64(&H, DATA + 0x120) & 0x40, "CMPXCHG16B success sets ZF");
+
+	current = "atomics/two vCPUs";
+	struct lock_thread t[2];
+	h_load(&H, CODE, snip_lock_loop, snip_lock_loop_end);
+	h_wr64(&H, DATA, 0);
+	for (int i = 0; i < 2; i++) {
+		h_init(&t[i].h, H.ram, (unsigned)i + 1);
+		pthread_create(&t[i].tid, NULL, lock_worker, &t[i]);
+	}
+	for (int i = 0; i < 2; i++) {
+		pthread_join(t[i].tid, NULL);
+		h_destroy(&t[i].h);
+	}
+	CHECK_EQ(h_rd64(&H, DATA), 2 * COUNTER_N);
+}
+
+static void test_fpu(void)
+{
+	struct x86_state s;
+	current = "fpu";
+	double a = 1.5, b = 2.25, v2[2] = {1.0, 2.0}, w2[2] = {0.5, 4.0};
+	uint32_t i144 = 144;
+	uint8_t x[16], y[16], ctl[16];
+	for (int i = 0; i < 16; i++) {
+		x[i] = (uint8_t)(i * 17);
+		y[i] = (uint8_t)(i % 3 ? i * 17 : 0);
+		ctl[i] = (uint8_t)(i & 1 ? 15 - i : 0x80);
+	}
+	memcpy(H.ram + DATA, &a, 8);
+	memcpy(H.ram + DATA + 8, &b, 8);
+	memcpy(H.ram + DATA + 16, &i144, 4);
+	memcpy(H.ram + DATA + 0x20, v2, 16);
+	memcpy(H.ram + DATA + 0x30, w2, 16);
+	memcpy(H.ram + DATA + 0x40, x, 16);
+	memcpy(H.ram + DATA + 0x50, y, 16);
+	memcpy(H.ram + DATA + 0x60, ctl, 16);
+	START(fpu, &s);
+	struct vcpu_exit e = h_run(&H);
+	CHECK_EQ(e.reason, VCPU_EXIT_HLT);
+	double r;
+	memcpy(&r, H.ram + DATA + 0x100, 8);
+	CHECK(r == 3.75, "fld/fadd/fstp: %g", r);
+	CHECK_EQ(h_rd64(&H, DATA + 0x108) & 0xffffffff, 12);
+	double r2[2];
+	memcpy(r2, H.ram + DATA + 0x110, 16);
+	CHECK(r2[0] == 1.5 && r2[1] == 6.0, "addpd: %g %g", r2[0], r2[1]);
+	memcpy(&r, H.ram + DATA + 0x120, 8);
+	CHECK(r == 3.5, "cvtsi2sd/mulsd: %g", r);
+	uint32_t mask = 0;
+	for (int i = 0; i < 16; i++)
+		if (x[i] == y[i])
+			mask |= 1u << i;
+	CHECK_EQ(h_rd64(&H, DATA + 0x128) & 0xffff, mask);
+	uint8_t shuf[16];
+	for (int i = 0; i < 16; i++)
+		shuf[i] = ctl[i] & 0x80 ? 0 : x[ctl[i] & 15];
+	CHECK(!memcmp(H.ram + DATA + 0x130, shuf, 16), "pshufb");
+	struct x86_fxsave fx;
+	memcpy(&fx, H.ram + DATA + 0x400, sizeof(fx));
+	CHECK_EQ(fx.mxcsr, 0x1f80);
+	CHECK_EQ(fx.fcw, 0x37f);
+	CHECK(!memcmp(fx.xmm[3], shuf, 16), "FXSAVE has XMM3");
+	h_get(&H, &s);
+	CHECK(!memcmp(s.fpu.xmm[3], shuf, 16), "state has XMM3");
+
+	current = "fpu/movaps misaligned";
+	START(movaps_misaligned, &s);
+	expect_exception(13, true, 0, CODE);
+
+	current = "fpu/#XM";
+	START(sse_div0, &s);
+	expect_exception(19, false, 0, CODE + 39);
+	h_get(&H, &s);
+	CHECK(s.fpu.mxcsr & 4, "MXCSR.ZE set");
+
+	current = "fpu/#MF";
+	h_wr64(&H, DATA + 0x208, 0);
+	START(x87_div0, &s);
+	expect_exception(16, false, 0, CODE + 39);
+	h_get(&H, &s);
+	CHECK(s.fpu.fsw & 0x84, "FSW.ES and ZE: %x", s.fpu.fsw);
+	CHECK_EQ(s.gpr[RAX], 16);
+
+	current = "fpu/#NM";
+	START(fpu_ts, &s);
+	s.cr0 |= 8;
+	h_set(&H, &s);
+	expect_exception(7, false, 0, CODE);
+}
+
+static void test_devices(void)
+{
+	struct x86_state s;
+	current = "mmio and pio";
+	H.nlog = 0;
+	memset(H.mmio, 0, sizeof(H.mmio));
+	START(mmio, &s);
+	struct vcpu_exit e = h_run(&H);
+	CHECK_EQ(e.reason, VCPU_EXIT_HLT);
+	CHECK_EQ(h_rd64(&H, DATA) & 0xffffffff, 0xdeadbeef);
+	CHECK(H.nlog >= 7, "%u exits", H.nlog);
+	if (H.nlog >= 7) {
+		CHECK(H.log[0].reason == VCPU_EXIT_MMIO && H.log[0].mmio.write &&
+			  H.log[0].mmio.addr == MMIO_BASE + 0x10 && H.log[0].mmio.size == 4 &&
+			  H.log[0].mmio.data == 0xdeadbeef,
+		      "MMIO write");
+		CHECK(H.log[1].reason == VCPU_EXIT_MMIO && !H.log[1].mmio.write && H.log[1].mmio.size == 4,
+		      "MMIO read");
+		CHECK(H.log[2].mmio.size == 8 && H.log[2].mmio.data == ~0ull, "8-byte MMIO write");
+		CHECK(H.log[3].mmio.addr == RAM_END && H.log[3].mmio.size == 4 && H.log[3].mmio.write &&
+			  H.log[3].mmio.data == 0x11223344,
+		      "split write: MMIO half at %llx", (unsigned long long)H.log[3].mmio.addr);
+		CHECK(H.log[4].mmio.addr == RAM_END && !H.log[4].mmio.write, "split read");
+		CHECK(H.log[5].reason == VCPU_EXIT_PIO && H.log[5].pio.port == 0x80 && H.log[5].pio.write &&
+			  H.log[5].pio.size == 1 && H.log[5].pio.data == 0x12,
+		      "OUT");
+		CHECK(H.log[6].reason == VCPU_EXIT_PIO && H.log[6].pio.port == 0x1234 && !H.log[6].pio.write &&
+			  H.log[6].pio.size == 4,
+		      "IN");
+	}
+	uint32_t low;
+	memcpy(&low, H.ram + RAM_END - 4, 4);
+	CHECK_EQ(low, 0x55667788);
+	CHECK_EQ(h_rd64(&H, DATA + 8), 0xffffffff55667788);
+	CHECK_EQ(h_rd64(&H, DATA + 16) & 0xffffffff, 0xabcdef12);
+
+	current = "msrs";
+	START(msrs, &s);
+	e = h_run(&H);
+	CHECK_EQ(e.reason, VCPU_EXIT_HLT);
+	CHECK_EQ(h_rd64(&H, DATA) & 0xffffffff, 0xd01);
+	CHECK_EQ(h_rd64(&H, DATA + 8) & 0xffffffff, 0xfee00900);
+	CHECK_EQ(h_rd64(&H, DATA + 16) & 0xffffffff, 1);
+
+	current = "msrs/#GP";
+	START(bad_msr, &s);
+	expect_exception(13, true, 0, CODE + 12);
+}
+
+static void *kicker(void *arg)
+{
+	usleep(100000);
+	atomic_store((atomic_bool *)arg, true);
+	return NULL;
+}
+
+static void test_interrupts(void)
+{
+	struct x86_state s;
+	current = "interrupts/delivery and kick";
+	h_load(&H, IRQ_HANDLER, snip_irq_handler, snip_irq_handler_end);
+	h_wr64(&H, DATA + 0x300, 0);
+	START(sti_loop, &s);
+	H.pending = 0x40;
+	H.accepted = 0;
+	atomic_store(&H.hint, true);
+	pthread_t t;
+	pthread_create(&t, NULL, kicker, &H.kick);
+	struct vcpu_exit e;
+	dbt_cpu_run(H.cpu, &e);
+	pthread_join(t, NULL);
+	h_get(&H, &s);
+	CHECK_EQ(e.reason, VCPU_EXIT_KICK);
+	CHECK_EQ(H.accepted, 1);
+	CHECK_EQ(h_rd64(&H, DATA + 0x300), 1);
+	CHECK_EQ(h_rd64(&H, DATA + 0x308), STACK_TOP - 40);
+	CHECK(s.gpr[RBX] > 1000, "the loop ran on: %" PRIu64, s.gpr[RBX]);
+	CHECK(s.rflags & 0x200, "IF");
+
+	current = "interrupts/sti; hlt";
+	h_wr64(&H, DATA + 0x300, 0);
+	START(sti_hlt, &s);
+	H.pending = 0x40;
+	H.accepted = 0;
+	atomic_store(&H.hint, true);
+	e = h_run(&H);
+	h_get(&H, &s);
+	CHECK_EQ(e.reason, VCPU_EXIT_HLT);
+	CHECK_EQ(H.accepted, 0);
+	CHECK_EQ(s.rip, CODE + 2);
+	e = h_run(&H);
+	h_get(&H, &s);
+	CHECK_EQ(e.reason, VCPU_EXIT_HLT);
+	CHECK_EQ(H.accepted, 1);
+	CHECK_EQ(h_rd64(&H, DATA + 0x300), 1);
+	CHECK_EQ(s.gpr[RCX], 77);
+}
+
+static void test_nmi(void)
+{
+	struct x86_state s;
+	current = "interrupts/NMI with IF clear";
+	START(cli_hlt, &s);
+	struct vcpu_exit e = h_run(&H);
+	CHECK_EQ(e.reason, VCPU_EXIT_HLT); /* halted, IF clear */
+	H.nmis = 1;
+	atomic_store(&H.hint, true);
+	e = h_run(&H);
+	h_get(&H, &s);
+	CHECK_EQ(e.reason, VCPU_EXIT_HLT);
+	CHECK_EQ(s.gpr[RAX], 2);
+	CHECK_EQ(H.nmis, 0);
+	struct frame f = exc_frame(false);
+	CHECK_EQ(f.rip, CODE + 2);
+
+	current = "interrupts/NMI blocked until IRET";
+	H.nmis = 1;
+	atomic_store(&H.hint, true);
+	e = h_run(&H);
+	CHECK_EQ(e.reason, VCPU_EXIT_HLT);
+	CHECK_EQ(H.nmis, 1);
+	H.nmis = 0;
+}
+
+static void test_smc(void)
+{
+	struct x86_state s;
+	current = "self-modifying code";
+	START(smc, &s);
+	h_run(&H);
+	h_get(&H, &s);
+	CHECK_EQ(s.gpr[RAX], 0x12345678);
+
+	current = "dbt_invalidate_range";
+	START(smc_dma, &s);
+	h_run(&H);
+	h_get(&H, &s);
+	CHECK_EQ(s.gpr[RAX], 1);
+	H.ram[CODE + 1] = 2;
+	dbt_invalidate_range(H.cpu, CODE, 16);
+	s.rip = CODE;
+	s.halted = false;
+	h_set(&H, &s);
+	h_run(&H);
+	h_get(&H, &s);
+	CHECK_EQ(s.gpr[RAX], 2);
+}
+
+static void test_paging(void)
+{
+	struct x86_state s;
+	current = "paging/invlpg";
+	h_wr64(&H, FAULT_PAGE + 0x5000, 0xaaaa);
+	h_wr64(&H, FAULT_PAGE + 0x6000, 0xbbbb);
+	h_wr64(&H, PT + 5 * 8, (FAULT_PAGE + 0x5000) | 7);
+	START(paging, &s);
+	s.gpr[RBX] = FAULT_PAGE + 0x5000;
+	s.gpr[RDI] = PT + 5 * 8;
+	s.gpr[RCX] = (FAULT_PAGE + 0x6000) | 7;
+	h_set(&H, &s);
+	h_run(&H);
+	CHECK_EQ(h_rd64(&H, DATA), 0xaaaa);
+	CHECK_EQ(h_rd64(&H, DATA + 8), 0xaaaa);
+	CHECK_EQ(h_rd64(&H, DATA + 16), 0xbbbb);
+	h_wr64(&H, PT + 5 * 8, (FAULT_PAGE + 0x5000) | 7);
+
+	current = "paging/1 GiB page";
+	h_wr64(&H, PDPT + 8 * 4, 0x87); /* [4 GiB, 5 GiB) -> [0, 1 GiB) */
+	h_wr64(&H, DATA + 0x500, 0x600d);
+	START(load_rbx, &s);
+	s.gpr[RBX] = (4ull << 30) + DATA + 0x500;
+	h_set(&H, &s);
+	h_run(&H);
+	h_get(&H, &s);
+	CHECK_EQ(s.gpr[RAX], 0x600d);
+	CHECK(h_rd64(&H, PDPT + 8 * 4) & 0x20, "A bit on the 1 GiB entry");
+	h_wr64(&H, PDPT + 8 * 4, 0);
+}
+
+/* Legacy paging modes from 32-bit protected mode: 2-level with a 4 MiB
+ * page and a 4 KiB page, and PAE with a 2 MiB page. */
+static void test_paging_legacy(void)
+{
+	struct x86_state s;
+	const uint32_t pd = 0x20000, pt = 0x21000, pdpt = 0x22000, pae_pd = 0x23000;
+	uint32_t v;
+
+	current = "paging/32-bit";
+	memset(H.ram + pd, 0, 0x4000);
+	v = 0x87; /* 4 MiB page at 0: P W U PS */
+	memcpy(H.ram + pd, &v, 4);
+	v = pt | 7;
+	memcpy(H.ram + pd + 4, &v, 4); /* [4 MiB, 8 MiB) through a page table */
+	v = 0x605000 | 7;
+	memcpy(H.ram + pt + 4 * 3, &v, 4); /* 0x403000 -> 0x605000 */
+	h_wr64(&H, 0x605000, 0x1234567887654321);
+	h_load(&H, CODE, snip_paging32, snip_paging32_end);
+	h_state_prot32(&s);
+	s.gpr[RBX] = pd;
+	s.gpr[RCX] = 0x10; /* PSE */
+	s.gpr[RDI] = 0x403000;
+	h_set(&H, &s);
+	struct vcpu_exit e = h_run(&H);
+	CHECK_EQ(e.reason, VCPU_EXIT_HLT);
+	CHECK_EQ(h_rd64(&H, DATA), 0x1234567887654321);
+	uint32_t pte;
+	memcpy(&pte, H.ram + pt + 12, 4);
+	CHECK(pte & 0x20, "A bit in the 32-bit PTE");
+
+	current = "paging/PAE";
+	memset(H.ram + pdpt, 0, 32);
+	memset(H.ram + pae_pd, 0, 4096);
+	h_wr64(&H, pdpt, pae_pd | 1);
+	h_wr64(&H, pae_pd, 0x87); /* [0, 4 MiB): code, data, stack */
+	h_wr64(&H, pae_pd + 8, 0x200000 | 0x87);
+	h_wr64(&H, pae_pd + 8 * 3, 0x600000 | 0x87); /* [6 MiB, 8 MiB) -> itself */
+	h_wr64(&H, pae_pd + 8 * 2, 0x600000 | 0x87); /* [4 MiB, 6 MiB) -> [6 MiB, ...) */
+	h_load(&H, CODE, snip_paging32, snip_paging32_end);
+	h_state_prot32(&s);
+	s.gpr[RBX] = pdpt;
+	s.gpr[RCX] = 0x20; /* PAE */
+	s.gpr[RDI] = 0x405000;
+	h_set(&H, &s);
+	e = h_run(&H);
+	CHECK_EQ(e.reason, VCPU_EXIT_HLT);
+	CHECK_EQ(h_rd64(&H, DATA), 0x1234567887654321);
+}
+
+/* 32-bit protected mode: 8-byte IDT gates, and a ring 3 to ring 0 INT
+ * through a 32-bit TSS. */
+static void test_prot32_interrupts(void)
+{
+	struct x86_state s;
+	const uint32_t idt = 0x24000, tss = 0x25000;
+	uint32_t v;
+
+	current = "protected mode/#UD";
+	for (unsigned i = 0; i < 256; i++) {
+		uint64_t addr = EXC_STUBS + 16 * i;
+		unsigned dpl = i == 0x80 ? 3 : 0;
+		h_wr64(&H, idt + 8 * i,
+		       (addr & 0xffff) | (0x48ull << 16) | ((uint64_t)(0x8e | dpl << 5) << 40) | ((addr >> 16) << 48));
+	}
+	memset(H.ram + tss, 0, 0x68);
+	v = RSP0_TOP;
+	memcpy(H.ram + tss + 4, &v, 4);
+	v = 0x10;
+	memcpy(H.ram + tss + 8, &v, 4);
+	h_load(&H, CODE, snip_ud2, snip_ud2_end);
+	h_state_prot32(&s);
+	s.idtr = (struct x86_dtable){.base = idt, .limit = 0x7ff};
+	s.tr = (struct x86_segment){.base = tss, .limit = 0x67, .selector = 0x30, .type = 0xb, .present = 1};
+	h_set(&H, &s);
+	struct vcpu_exit e = h_run(&H);
+	h_get(&H, &s);
+	CHECK_EQ(e.reason, VCPU_EXIT_HLT);
+	CHECK_EQ(s.gpr[RAX], 6);
+	CHECK_EQ(s.gpr[RSP], STACK_TOP - 12);
+	CHECK_EQ(h_rd64(&H, s.gpr[RSP]) & 0xffffffff, CODE + 1);
+	CHECK_EQ(h_rd64(&H, s.gpr[RSP] + 4) & 0xffff, 0x48);
+
+	current = "protected mode/INT from ring 3";
+	h_load(&H, USER_CODE, snip_int80_32, snip_int80_32_end);
+	h_state_prot32(&s);
+	s.idtr = (struct x86_dtable){.base = idt, .limit = 0x7ff};
+	s.tr = (struct x86_segment){.base = tss, .limit = 0x67, .selector = 0x30, .type = 0xb, .present = 1};
+	s.seg[SEG_CS].selector = 0x1b;
+	s.seg[SEG_CS].dpl = 3;
+	for (int i = SEG_ES; i <= SEG_GS; i++)
+		if (i != SEG_CS) {
+			s.seg[i].selector = 0x23;
+			s.seg[i].dpl = 3;
+		}
+	s.rip = USER_CODE;
+	s.gpr[RSP] = USER_STACK;
+	s.rflags = 0x202;
+	h_set(&H, &s);
+	e = h_run(&H);
+	h_get(&H, &s);
+	CHECK_EQ(e.reason, VCPU_EXIT_HLT);
+	CHECK_EQ(s.gpr[RAX], 0x80);
+	CHECK_EQ(s.gpr[RSP], RSP0_TOP - 20);
+	CHECK_EQ(s.seg[SEG_SS].selector, 0x10);
+	CHECK_EQ(s.seg[SEG_CS].selector, 0x48);
+	uint32_t f[5];
+	memcpy(f, H.ram + RSP0_TOP - 20, 20);
+	CHECK_EQ(f[0], USER_CODE + 2);
+	CHECK_EQ(f[1], 0x1b);
+	CHECK(f[2] & 0x200, "IF in the saved EFLAGS");
+	CHECK_EQ(f[3], USER_STACK);
+	CHECK_EQ(f[4], 0x23);
+	CHECK(!(s.rflags & 0x200), "interrupt gate clears IF");
+}
+
+static void test_real_mode(void)
+{
+	struct x86_state s;
+	current = "real-mode trampoline";
+	h_load(&H, TRAMP, snip_tramp, snip_tramp_end);
+	h_wr64(&H, DATA, 0);
+	h_state_real(&s);
+	h_set(&H, &s);
+	struct vcpu_exit e = h_run(&H);
+	h_get(&H, &s);
+	CHECK_EQ(e.reason, VCPU_EXIT_HLT);
+	CHECK_EQ(h_rd64(&H, DATA) & 0xffffffff, 0xcafe);
+	CHECK_EQ(s.seg[SEG_CS].selector, 0x08);
+	CHECK(s.seg[SEG_CS].db && (s.cr0 & 1), "32-bit protected mode");
+	CHECK_EQ(s.seg[SEG_SS].selector, 0x10);
+}
+
+int main(void)
+{
+	h_init(&H, NULL, 3);
+	struct {
+		const char *name;
+		void (*fn)(void);
+	} tests[] = {
+	    {"hlt", test_hlt},
+	    {"cpuid", test_cpuid},
+	    {"alu", test_alu_differential},
+	    {"exceptions", test_exceptions},
+	    {"rings", test_rings},
+	    {"strings", test_strings},
+	    {"atomics", test_atomics},
+	    {"fpu", test_fpu},
+	    {"devices", test_devices},
+	    {"interrupts", test_interrupts},
+	    {"nmi", test_nmi},
+	    {"smc", test_smc},
+	    {"paging", test_paging},
+	    {"legacy paging", test_paging_legacy},
+	    {"protected-mode interrupts", test_prot32_interrupts},
+	    {"real mode", test_real_mode},
+	    {"to long mode", test_to_long},
+	};
+	for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++) {
+		int before = failures;
+		current = tests[i].name;
+		tests[i].fn();
+		printf("%s %s\n", failures == before ? "PASS" : "FAIL", tests[i].name);
+	}
+	printf("%d checks, %d failed\n", checks, failures);
+	return failures ? 1 : 0;
+}
