@@ -4,6 +4,8 @@
 #   make check      ... and run every test; ends with "N passed, N failed"
 #   make SANITIZE=1 check   the same with AddressSanitizer + UBSan (build-san/)
 #   make TESTS=qemu/arith check   run only the tests whose names match
+#   make fuzz       the libFuzzer targets (clang, build-fuzz/), each run for
+#                   FUZZ_SECONDS (default 30); ends with one line per target
 
 ifeq ($(SANITIZE),1)
 BUILD ?= build-san
@@ -12,7 +14,9 @@ else
 BUILD ?= build
 endif
 
-.PHONY: all deps build check run clean
+FUZZ_SECONDS ?= 30
+
+.PHONY: all deps build check run clean fuzz
 
 all: build
 
@@ -31,5 +35,11 @@ check: build
 run: build
 	$(BUILD)/tools/vireo run --kernel $(BUILD)/drivers/guest/demo.elf
 
+fuzz:
+	@scripts/install-deps.sh fuzz
+	@[ -f build-fuzz/build.ninja ] || CC=clang meson setup build-fuzz -Dfuzz=true
+	ninja -C build-fuzz
+	@tests/fuzz/run.sh build-fuzz $(FUZZ_SECONDS)
+
 clean:
-	rm -rf build build-san
+	rm -rf build build-san build-fuzz

@@ -472,43 +472,32 @@ HANDLER(h_bt)
 	cpu->rflags = f;
 }
 
-/* BSF/BSR/LZCNT/POPCNT (cc 0-3) on the host; the destination is unchanged
- * when BSF/BSR see zero, as on the hardware. */
-#define SCAN_CASE(T)                                                                                                   \
-	{                                                                                                              \
-		T s = (T)src, x = (T)dst;                                                                              \
-		uint16_t ax_ = flags_to_ax(f);                                                                         \
-		switch (d->cc) {                                                                                       \
-		case 0:                                                                                                \
-			__asm__(HOST_PRE "bsf %[s], %[x]" HOST_POST : "+a"(ax_), [x] "+r"(x) : [s] "r"(s) : "cc");     \
-			break;                                                                                         \
-		case 1:                                                                                                \
-			__asm__(HOST_PRE "bsr %[s], %[x]" HOST_POST : "+a"(ax_), [x] "+r"(x) : [s] "r"(s) : "cc");     \
-			break;                                                                                         \
-		case 2:                                                                                                \
-			__asm__(HOST_PRE "lzcnt %[s], %[x]" HOST_POST : "+a"(ax_), [x] "+r"(x) : [s] "r"(s) : "cc");   \
-			break;                                                                                         \
-		default:                                                                                               \
-			__asm__(HOST_PRE "popcnt %[s], %[x]" HOST_POST : "+a"(ax_), [x] "+r"(x) : [s] "r"(s) : "cc");  \
-			break;                                                                                         \
-		}                                                                                                      \
-		f = lahf_flags(ax_);                                                                                   \
-		r = x;                                                                                                 \
-		break;                                                                                                 \
+/* BSF/BSR/LZCNT/POPCNT (cc 0-3) on the host, over the whole destination
+ * register: when BSF/BSR see zero, what the host leaves in it (all of it on
+ * AMD; Intel writes the 32-bit form, clearing bits 63:32) is the guest's. */
+#define SCAN(INSN, W)                                                                                                  \
+	__asm__(HOST_PRE INSN " %" W "[s], %" W "[x]" HOST_POST : "+a"(ax_), [x] "+r"(x) : [s] "r"(src) : "cc")
+#define SCAN_SIZE(W)                                                                                                   \
+	switch (d->cc) {                                                                                               \
+	case 0: SCAN("bsf", W); break;                                                                                 \
+	case 1: SCAN("bsr", W); break;                                                                                 \
+	case 2: SCAN("lzcnt", W); break;                                                                               \
+	default: SCAN("popcnt", W); break;                                                                             \
 	}
 
 HANDLER(h_bitscan)
 {
 	unsigned size = d->osz;
 	uint64_t src = (d->flags & DI_MEMSRC) ? d_read(cpu, d, size) : reg_get(cpu, d->r1, size);
-	uint64_t dst = reg_get(cpu, d->r0, size), r, f = cpu->rflags;
+	uint64_t x = cpu->gpr[d->r0];
+	uint16_t ax_ = flags_to_ax(cpu->rflags);
 	switch (size) {
-	case 2: SCAN_CASE(uint16_t)
-	case 4: SCAN_CASE(uint32_t)
-	default: SCAN_CASE(uint64_t)
+	case 2: SCAN_SIZE("w") break;
+	case 4: SCAN_SIZE("k") break;
+	default: SCAN_SIZE("q") break;
 	}
-	reg_set(cpu, d->r0, size, r);
-	set_arith(cpu, f);
+	cpu->gpr[d->r0] = x;
+	set_arith(cpu, lahf_flags(ax_));
 }
 
 /* ---- BCD (legacy modes only; #UD in 64-bit mode is the decoder's job) ---------------- */

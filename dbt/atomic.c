@@ -180,14 +180,36 @@ HANDLER(h_xchg)
 	reg_set(cpu, d->r1, sz, old);
 }
 
+/* A 32-bit CMPXCHG with a register destination, on the host over whole
+ * registers: which of RAX and the destination it writes, and so
+ * zero-extends, is the host's answer (AMD leaves a destination it does not
+ * store alone). */
+static void cmpxchg32_reg(struct dbt_cpu *cpu, unsigned r, uint64_t src)
+{
+	uint64_t a = cpu->gpr[RAX], x = cpu->gpr[r];
+	if (r == RAX) {
+		__asm__("cmpxchg %k[s], %%eax" : "+a"(a) : [s] "r"(src) : "cc");
+	} else {
+		__asm__("cmpxchg %k[s], %k[x]" : "+a"(a), [x] "+r"(x) : [s] "r"(src) : "cc");
+		cpu->gpr[r] = x;
+	}
+	cpu->gpr[RAX] = a;
+}
+
 HANDLER(h_cmpxchg)
 {
 	unsigned sz = d->osz;
 	uint64_t acc_v = reg_get(cpu, RAX, sz), src = reg_get(cpu, d->r1, sz), old, f = cpu->rflags;
+	bool rax_done = false;
 
 	if (!(d->flags & DI_MEM)) {
 		old = reg_get(cpu, d->r0, sz);
-		reg_set(cpu, d->r0, sz, old == acc_v ? src : old);
+		if (sz == 4) {
+			cmpxchg32_reg(cpu, d->r0, src);
+			rax_done = true;
+		} else {
+			reg_set(cpu, d->r0, sz, old == acc_v ? src : old);
+		}
 	} else {
 		unsigned acc = seg_acc(d->seg);
 		uint64_t lin = d_lin(cpu, d, sz, true);
@@ -213,7 +235,7 @@ HANDLER(h_cmpxchg)
 		HOST_BINOP("cmp", a, b, f);
 	})
 	set_arith(cpu, f);
-	if (old != acc_v)
+	if (old != acc_v && !rax_done)
 		reg_set_idx(cpu, RAX, sz, old);
 }
 

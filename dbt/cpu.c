@@ -3,6 +3,7 @@
  * and the run loop that finds blocks, executes them and takes interrupts at
  * block boundaries.
  */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <x86intrin.h>
@@ -17,6 +18,36 @@ uint64_t host_tsc(void)
 uint64_t guest_tsc(struct dbt_cpu *cpu)
 {
 	return host_tsc() + (uint64_t)cpu->tsc_offset;
+}
+
+/*
+ * A guest's vCPUs share one TSC, as a machine's CPUs do when they start
+ * together. The VMM sets a vCPU's TSC at creation and through set_state
+ * (boot, INIT/SIPI, restore) moments apart from the others; an offset
+ * within TSC_MATCH_WINDOW cycles of the guest's is taken to mean that clock
+ * and made identical to it, or Linux sees the TSCs warp and drops the TSC
+ * clocksource (KVM matches TSC writes the same way). A guest's own WRMSR
+ * sets its vCPU's TSC exactly.
+ */
+#define TSC_MATCH_WINDOW (1ll << 32) /* a second or two */
+
+static pthread_mutex_t tsc_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static int64_t tsc_match(struct dbt_cpu *cpu, int64_t offset)
+{
+	struct dbt_shared *sh = cpu->shared;
+	int64_t delta;
+
+	pthread_mutex_lock(&tsc_lock);
+	delta = (int64_t)((uint64_t)offset - (uint64_t)sh->tsc_offset);
+	if (sh->tsc_known && delta > -TSC_MATCH_WINDOW && delta < TSC_MATCH_WINDOW) {
+		offset = sh->tsc_offset;
+	} else {
+		sh->tsc_offset = offset;
+		sh->tsc_known = true;
+	}
+	pthread_mutex_unlock(&tsc_lock);
+	return offset;
 }
 
 struct dbt_cpu *dbt_cpu_create(const struct dbt_env *env)
@@ -100,7 +131,7 @@ void dbt_cpu_reset(struct dbt_cpu *cpu)
 	s->fpu.mxcsr = 0x1f80;
 	s->fpu.mxcsr_mask = 0xffff;
 	memset(cpu->mtrr, 0, sizeof(cpu->mtrr));
-	cpu->tsc_offset = -(int64_t)host_tsc();
+	cpu->tsc_offset = tsc_match(cpu, -(int64_t)host_tsc());
 	cpu->cpl = 0;
 	cpu->irq_shadow = false;
 	cpu->irq_check = cpu->nmi_check = true;
@@ -127,7 +158,7 @@ void dbt_cpu_set_state(struct dbt_cpu *cpu, const struct x86_state *state)
 	cpu->gpr[REG_NONE] = 0;
 	cpu->rip = state->rip;
 	cpu->rflags = (state->rflags & 0x3f7fd5) | FL_FIXED;
-	cpu->tsc_offset = (int64_t)(state->tsc - host_tsc());
+	cpu->tsc_offset = tsc_match(cpu, (int64_t)(state->tsc - host_tsc()));
 	fpu_sanitize(&cpu->s.fpu);
 	cpu->s.xcr0 = (state->xcr0 & 3) | 1;
 	cpu->cpl = (cpu->s.cr0 & CR0_PE) ? cpu->s.seg[SEG_SS].dpl : 0;

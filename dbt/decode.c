@@ -385,6 +385,7 @@ static bool build(struct dctx *c)
 		if (!set_op0(c, o0) || !set_op1(c, o1) || !cpuid_host_has(1, 20))
 			return false;
 		d->ssz = (uint8_t)(o1->size / 8);
+		d->osz = (uint8_t)(o0->size / 8); /* r32 whatever a 66 prefix says */
 		d->fn = h_crc32;
 		return true;
 	case ZYDIS_MNEMONIC_LAHF: d->fn = h_lahf; return true;

@@ -5,19 +5,29 @@
  * back to, guest memory through the MMU) and its general registers renamed
  * to R8/R9; a small generated stub loads the guest's x87/SSE state with
  * FXRSTOR, runs the instruction and FXSAVEs the result, then puts the host's
- * control words back. The stub always runs with every exception masked; an
- * exception the guest left unmasked is found in the status words afterwards
- * and turned into #XM (or #UD), or, for x87, into a pending exception that
- * the next waiting instruction raises as #MF. Nothing is committed when that
- * happens.
+ * control words back.
+ *
+ * The stub runs under the guest's own FCW and MXCSR, unmasked exceptions
+ * included, so the host decides everything an exception changes. An x87
+ * exception only marks itself pending (ES) for the next waiting instruction,
+ * and the stub ends with non-waiting ones (FXSAVE, FNINIT): it runs to its
+ * end, and what it saved (the result stored or not, the condition codes,
+ * ES) is the guest's. A SIMD exception faults in the stub (#XM, SIGFPE):
+ * the handler takes the state at the fault from the signal frame and
+ * resumes the stub at its epilogue, which puts the host's control words
+ * back; nothing the instruction would have written is committed, and the
+ * guest gets #XM (or #UD without CR4.OSXMMEXCPT).
  *
  * Control and state-management instructions (FNSTSW/FNSTCW/FLDCW/FNCLEX/
  * FNINIT, FNSTENV/FLDENV/FNSAVE/FRSTOR, FXSAVE/FXRSTOR, XSAVE/XRSTOR,
  * LDMXCSR/STMXCSR, MASKMOVQ/MASKMOVDQU) are done in C.
  */
+#include <pthread.h>
+#include <signal.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <ucontext.h>
 
 #include "dbt/internal.h"
 
@@ -29,18 +39,22 @@ enum { FK_X87, FK_MMX, FK_SSE };
 
 /* What a stub works on. x87 and MMX instructions load and save the whole
  * image (fx); SSE ones move only the XMM registers they use, from the
- * guest's state (passed beside ctx) into fx.xmm, with MXCSR in run_mxcsr. */
+ * guest's state (passed beside ctx) into fx.xmm, and MXCSR into fx.mxcsr.
+ * After a SIMD exception fx is the image at the fault. */
 struct fpu_ctx {
 	struct x86_fxsave fx;
 	uint64_t rax, rcx, rdx, r8, r9, flags;
-	uint32_t host_mxcsr, run_mxcsr;
+	const struct fpu_stub *stub; /* the one running, for the SIGFPE handler */
+	uint32_t host_mxcsr;
 	uint16_t host_fcw;
-	uint8_t pad[6];
+	uint8_t faulted; /* set by the SIGFPE handler */
+	uint8_t pad[1];
 	uint8_t mem[64] __attribute__((aligned(16)));
 } __attribute__((aligned(64)));
 
 struct fpu_stub {
 	void (*fn)(struct fpu_ctx *ctx, const struct x86_fxsave *guest);
+	uint16_t landing;   /* the epilogue, from fn: where a stub that faulted goes on */
 	uint16_t xmm_write; /* SSE: registers to copy back */
 	uint16_t mem_size;
 	uint16_t fop;
@@ -52,6 +66,77 @@ struct fpu_stub {
 	uint8_t flags_in, flags_out;
 	uint8_t x87_mem; /* the memory operand is an x87 data operand (FDP) */
 };
+
+/* ---- SIMD exceptions in a stub ---------------------------------------------------- */
+
+/* The stub this thread is running, if any; read by the SIGFPE handler. */
+static __thread struct fpu_ctx *volatile fpu_running __attribute__((tls_model("initial-exec")));
+static __thread bool fpu_thread_ready __attribute__((tls_model("initial-exec")));
+static struct sigaction fpu_prev_fpe;
+static pthread_once_t fpu_fpe_once = PTHREAD_ONCE_INIT;
+
+/*
+ * A SIGFPE from inside the running stub is the guest instruction's #XM: keep
+ * the state at the fault and go on at the stub's epilogue (sigreturn puts
+ * the faulting state back; the epilogue loads the host's MXCSR and FCW).
+ * Only memory of this thread's stub context is touched. Any other SIGFPE is
+ * passed to whoever handled it before us.
+ */
+static void fpu_sigfpe(int sig, siginfo_t *si, void *ucv)
+{
+	ucontext_t *uc = ucv;
+	struct fpu_ctx *ctx = fpu_running;
+
+	if (ctx && si->si_code > 0 && uc->uc_mcontext.fpregs) {
+		uintptr_t fn = (uintptr_t)ctx->stub->fn, rip = (uintptr_t)uc->uc_mcontext.gregs[REG_RIP];
+		if (rip - fn < ctx->stub->landing) {
+			memcpy(&ctx->fx, uc->uc_mcontext.fpregs, sizeof(ctx->fx));
+			ctx->faulted = 1;
+			uc->uc_mcontext.gregs[REG_RIP] = (greg_t)(fn + ctx->stub->landing);
+			return;
+		}
+	}
+	if (fpu_prev_fpe.sa_flags & SA_SIGINFO) {
+		fpu_prev_fpe.sa_sigaction(sig, si, ucv);
+	} else if (fpu_prev_fpe.sa_handler != SIG_DFL && fpu_prev_fpe.sa_handler != SIG_IGN) {
+		fpu_prev_fpe.sa_handler(sig);
+	} else {
+		/* The default action, as if we had not been here. */
+		signal(sig, SIG_DFL);
+		raise(sig);
+	}
+}
+
+static void fpu_fpe_install(void)
+{
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_sigaction = fpu_sigfpe;
+	sa.sa_flags = SA_SIGINFO;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGFPE, NULL, &fpu_prev_fpe);
+	sigaction(SIGFPE, &sa, NULL);
+}
+
+/* A synchronous signal the thread blocks kills the process instead. */
+static void fpu_thread_init(void)
+{
+	sigset_t fpe;
+	sigemptyset(&fpe);
+	sigaddset(&fpe, SIGFPE);
+	pthread_sigmask(SIG_UNBLOCK, &fpe, NULL);
+	fpu_thread_ready = true;
+}
+
+static inline void fpu_call(struct dbt_cpu *cpu, const struct fpu_stub *st, struct fpu_ctx *ctx)
+{
+	if (unlikely(!fpu_thread_ready))
+		fpu_thread_init();
+	ctx->stub = st;
+	fpu_running = ctx;
+	st->fn(ctx, &cpu->s.fpu);
+	fpu_running = NULL;
+}
 
 int fpu_init(struct dbt_cpu *cpu)
 {
@@ -66,7 +151,9 @@ int fpu_init(struct dbt_cpu *cpu)
 	cpu->fx_scratch = aligned_alloc(64, sizeof(struct fpu_ctx));
 	if (!cpu->stubs || !cpu->fx_scratch)
 		return -1;
+	memset(cpu->fx_scratch, 0, sizeof(struct fpu_ctx));
 	cpu->max_stubs = STUB_MAX;
+	pthread_once(&fpu_fpe_once, fpu_fpe_install);
 	return 0;
 }
 
@@ -158,6 +245,78 @@ static void fpu_mem_write(struct dbt_cpu *cpu, uint64_t lin, const uint8_t *buf,
 		mem_write_buf(cpu, lin, buf, size, acc);
 }
 
+/* ES and B from the exception flags and their masks, as the hardware
+ * derives them whenever it loads FSW or FCW. */
+static void update_es(struct x86_fxsave *g)
+{
+	if (g->fsw & ~g->fcw & 0x3f)
+		g->fsw |= 0x8080;
+	else
+		g->fsw &= ~0x8080;
+}
+
+/* The guest's image for an x87/MMX stub, its exception flags clear so that
+ * the host sees nothing pending (a pending exception was raised as #MF
+ * before we got here, unless CR0.NE is clear); x87_commit ORs them back. */
+static void x87_load(struct fpu_ctx *ctx, const struct x86_fxsave *g)
+{
+	memcpy(&ctx->fx, g, offsetof(struct x86_fxsave, reserved1));
+	ctx->fx.fsw &= ~0x80ffu;
+}
+
+/* Takes the image the host left; FCW and the pointers stay the guest's. */
+static void x87_commit(struct x86_fxsave *g, const struct x86_fxsave *fx)
+{
+	uint16_t fcw = g->fcw, sticky = g->fsw & 0x7f, fop = g->fop;
+	uint64_t fip = g->fip, fdp = g->fdp;
+	memcpy(g, fx, offsetof(struct x86_fxsave, reserved1));
+	g->fcw = fcw;
+	g->fsw |= sticky;
+	update_es(g);
+	g->mxcsr_mask = 0xffff;
+	g->fop = fop;
+	g->fip = fip;
+	g->fdp = fdp;
+}
+
+/*
+ * Did the x87 instruction store its memory operand? Always, unless it
+ * raised an unmasked exception, which may suppress the store; the host
+ * knows whether it does. The operand is write-only, so the stub runs again
+ * over other bytes: a store leaves the same bytes both times.
+ */
+static bool x87_stored(struct dbt_cpu *cpu, const struct fpu_stub *st, struct fpu_ctx *ctx)
+{
+	const struct x86_fxsave *g = &cpu->s.fpu;
+	uint8_t first[sizeof(ctx->mem)];
+
+	if (st->mem_read || !(ctx->fx.fsw & ~g->fcw & 0x3f))
+		return true;
+	memcpy(first, ctx->mem, st->mem_size);
+	for (unsigned i = 0; i < st->mem_size; i++)
+		ctx->mem[i] = (uint8_t)~first[i];
+	x87_load(ctx, g);
+	fpu_call(cpu, st, ctx);
+	bool stored = !memcmp(first, ctx->mem, st->mem_size);
+	memcpy(ctx->mem, first, st->mem_size);
+	return stored;
+}
+
+/* The instruction raised an unmasked SIMD exception: the state at the fault
+ * (MXCSR's flags; an MMX instruction has switched the x87 unit to MMX mode),
+ * then #XM, or #UD without CR4.OSXMMEXCPT. */
+__attribute__((noreturn)) static void fpu_fault(struct dbt_cpu *cpu, const struct fpu_stub *st, struct fpu_ctx *ctx)
+{
+	ctx->faulted = 0;
+	if (st->kind == FK_SSE)
+		cpu->s.fpu.mxcsr = ctx->fx.mxcsr & 0xffff;
+	else
+		x87_commit(&cpu->s.fpu, &ctx->fx);
+	if (cpu->s.cr4 & CR4_OSXMMEXCPT)
+		dbt_raise(cpu, EXC_XM, NO_ERROR);
+	raise_ud(cpu);
+}
+
 HANDLER(h_fpu)
 {
 	const struct fpu_stub *st = &cpu->stubs[d->aux];
@@ -183,59 +342,26 @@ HANDLER(h_fpu)
 	ctx->r8 = st->ngpr > 0 ? reg_get(cpu, st->gpr[0], st->gpr_size[0]) : 0;
 	ctx->r9 = st->ngpr > 1 ? reg_get(cpu, st->gpr[1], st->gpr_size[1]) : 0;
 	ctx->flags = (cpu->rflags & FL_ARITH) | FL_FIXED;
-	ctx->run_mxcsr = (g->mxcsr | 0x1f80) & ~0x3fu;
 
 	if (st->kind == FK_SSE) {
-		st->fn(ctx, g);
-		uint32_t raised = ctx->fx.mxcsr & 0x3f;
-		if (raised & ~(g->mxcsr >> 7) & 0x3f) {
-			g->mxcsr |= raised;
-			if (cpu->s.cr4 & CR4_OSXMMEXCPT)
-				dbt_raise(cpu, EXC_XM, NO_ERROR);
-			raise_ud(cpu);
-		}
+		fpu_call(cpu, st, ctx);
+		if (unlikely(ctx->faulted))
+			fpu_fault(cpu, st, ctx);
 		if (st->mem_write)
 			fpu_mem_write(cpu, lin, ctx->mem, st->mem_size, acc);
 		for (unsigned m = st->xmm_write, n; m; m &= m - 1) {
 			n = (unsigned)__builtin_ctz(m);
 			memcpy(g->xmm[n], ctx->fx.xmm[n], 16);
 		}
-		g->mxcsr |= raised;
+		g->mxcsr = ctx->fx.mxcsr & 0xffff;
 	} else {
-		memcpy(&ctx->fx, g, sizeof(*g));
-		ctx->fx.fcw |= 0x3f;
-		ctx->fx.fsw &= ~0x80ffu;
-		ctx->fx.mxcsr = ctx->run_mxcsr;
-		st->fn(ctx, g);
-
-		uint32_t sse_raised = ctx->fx.mxcsr & 0x3f;
-		uint16_t x87_raised = ctx->fx.fsw & 0x7f;
-		if (st->kind == FK_X87 && (x87_raised & ~g->fcw & 0x3f)) {
-			/* Deferred: the next waiting x87 instruction raises #MF. */
-			g->fsw |= x87_raised | 0x8080;
-			x87_pointers(cpu, d, st, ea);
-			return;
-		}
-		if (sse_raised & ~(g->mxcsr >> 7) & 0x3f) {
-			g->mxcsr |= sse_raised;
-			if (cpu->s.cr4 & CR4_OSXMMEXCPT)
-				dbt_raise(cpu, EXC_XM, NO_ERROR);
-			raise_ud(cpu);
-		}
-		if (st->mem_write)
+		x87_load(ctx, g);
+		fpu_call(cpu, st, ctx);
+		if (unlikely(ctx->faulted))
+			fpu_fault(cpu, st, ctx);
+		if (st->mem_write && x87_stored(cpu, st, ctx))
 			fpu_mem_write(cpu, lin, ctx->mem, st->mem_size, acc);
-
-		uint16_t fcw = g->fcw, flags = g->fsw & 0x80ff, fop = g->fop;
-		uint32_t mx = g->mxcsr;
-		uint64_t fip = g->fip, fdp = g->fdp;
-		memcpy(g, &ctx->fx, offsetof(struct x86_fxsave, reserved1));
-		g->fcw = fcw;
-		g->fsw = (uint16_t)((ctx->fx.fsw & ~0x80ffu) | flags | x87_raised);
-		g->mxcsr = mx | sse_raised;
-		g->mxcsr_mask = 0xffff;
-		g->fop = fop;
-		g->fip = fip;
-		g->fdp = fdp;
+		x87_commit(g, &ctx->fx);
 		if (st->kind == FK_X87)
 			x87_pointers(cpu, d, st, ea);
 	}
@@ -259,8 +385,8 @@ static uint8_t *emit(uint8_t *p, const uint8_t *bytes, unsigned n)
 	return p + n;
 }
 
-/* An instruction [r11 + disp32] given its prefix/opcode bytes and ModRM
- * with mod=10, rm=011 already set. */
+/* An instruction [r11 + disp32] (or [r10 + disp32]) given its prefix and
+ * opcode bytes and ModRM with mod=10 and rm already set. */
 static uint8_t *emit_r11(uint8_t *p, const uint8_t *op, unsigned n, uint32_t disp)
 {
 	p = emit(p, op, n);
@@ -359,7 +485,8 @@ static bool build_stub(struct dbt_cpu *cpu, struct fpu_stub *st, const ZydisDeco
 		st->flags_out = (in->cpu_flags->modified | in->cpu_flags->set_0 | in->cpu_flags->set_1 |
 				 in->cpu_flags->undefined) != 0;
 	}
-	if (st->mem_size == 16 && st->kind == FK_SSE && !sse_unaligned_ok(in->mnemonic))
+	/* CVTPD2PI and CVTTPD2PI name an MMX register and follow the SSE rule. */
+	if (st->mem_size == 16 && st->kind != FK_X87 && !sse_unaligned_ok(in->mnemonic))
 		st->align = 16;
 
 	/* SSE: which XMM registers to load (read or partly written) and store. */
@@ -374,13 +501,16 @@ static bool build_stub(struct dbt_cpu *cpu, struct fpu_stub *st, const ZydisDeco
 			st->xmm_write |= bit;
 	}
 
+	/* The epilogue, from st->landing on, only puts the host's control words
+	 * back: a stub whose instruction faulted goes on there. */
 	uint8_t *start = cpu->stub_code + cpu->stub_code_used, *p = start;
 	static const uint8_t mov_r11_rdi[] = {0x49, 0x89, 0xfb}, mov_r10_rsi[] = {0x49, 0x89, 0xf2};
 	p = emit(p, mov_r11_rdi, sizeof(mov_r11_rdi));
 	p = emit_r11(p, (const uint8_t[]){0x41, 0x0f, 0xae, 0x9b}, 4, OFF(host_mxcsr)); /* stmxcsr */
 	if (st->kind == FK_SSE) {
 		p = emit(p, mov_r10_rsi, sizeof(mov_r10_rsi));
-		p = emit_r11(p, (const uint8_t[]){0x41, 0x0f, 0xae, 0x93}, 4, OFF(run_mxcsr)); /* ldmxcsr */
+		p = emit_r11(p, (const uint8_t[]){0x41, 0x0f, 0xae, 0x92}, 4, /* ldmxcsr [r10 + mxcsr] */
+			     (uint32_t)offsetof(struct x86_fxsave, mxcsr));
 		for (unsigned n = 0; n < 16; n++) /* movdqa xmmN, [r10 + xmm[n]] */
 			if (xmm_load & (1u << n))
 				p = emit_r11(p,
@@ -412,8 +542,10 @@ static bool build_stub(struct dbt_cpu *cpu, struct fpu_stub *st, const ZydisDeco
 							       (uint8_t)(0x83 | ((n & 7) << 3))},
 					     5, OFF(fx.xmm[n]));
 		p = emit_r11(p, (const uint8_t[]){0x41, 0x0f, 0xae, 0x9b}, 4, OFF(fx.mxcsr)); /* stmxcsr */
+		st->landing = (uint16_t)(p - start);
 	} else {
 		p = emit_r11(p, (const uint8_t[]){0x49, 0x0f, 0xae, 0x83}, 4, OFF(fx)); /* fxsave64 */
+		st->landing = (uint16_t)(p - start);
 		p = emit(p, (const uint8_t[]){0xdb, 0xe3}, 2);				/* fninit */
 		p = emit_r11(p, (const uint8_t[]){0x41, 0xd9, 0xab}, 3, OFF(host_fcw)); /* fldcw */
 	}
@@ -425,14 +557,6 @@ static bool build_stub(struct dbt_cpu *cpu, struct fpu_stub *st, const ZydisDeco
 }
 
 /* ---- software instructions ------------------------------------------------------------- */
-
-static void update_es(struct x86_fxsave *g)
-{
-	if (g->fsw & ~g->fcw & 0x3f)
-		g->fsw |= 0x8080;
-	else
-		g->fsw &= ~0x8080;
-}
 
 HANDLER(h_fnstsw)
 {
@@ -462,8 +586,23 @@ HANDLER_UNUSED(h_fnclex)
 	cpu->s.fpu.fsw &= ~0x80ffu;
 }
 
+/* Sets TOP. The image holds the registers in ST order, so they rotate:
+ * each physical register keeps its contents. */
+static void x87_set_top(struct x86_fxsave *g, unsigned top)
+{
+	unsigned k = (top - ((g->fsw >> 11) & 7)) & 7;
+	if (k) {
+		uint8_t st[8][16];
+		for (unsigned i = 0; i < 8; i++)
+			memcpy(st[i], g->st[(i + k) & 7], 16);
+		memcpy(g->st, st, sizeof(st));
+	}
+	g->fsw = (uint16_t)((g->fsw & ~0x3800u) | (top << 11));
+}
+
 static void fninit(struct x86_fxsave *g)
 {
+	x87_set_top(g, 0);
 	g->fcw = 0x37f;
 	g->fsw = 0;
 	g->ftw = 0;
@@ -574,6 +713,7 @@ HANDLER(h_fenv)
 		memcpy(w, buf, 28);
 	}
 	g->fcw = (uint16_t)((w[0] & 0x1f3f) | 0x40);
+	x87_set_top(g, (w[1] >> 11) & 7);
 	g->fsw = (uint16_t)w[1];
 	g->ftw = abridged_tag((uint16_t)w[2]);
 	g->fip = (uint32_t)w[3] | ((uint64_t)(w[4] & 0xffff) << 32);
@@ -593,16 +733,23 @@ static void fxsave_check(struct dbt_cpu *cpu)
 		dbt_raise(cpu, EXC_NM, NO_ERROR);
 }
 
-/* The legacy region of FXSAVE/XSAVE: bytes 0-463 (464-511 are software's). */
-#define FX_LEGACY 464
+/* What FXSAVE writes of its 512 bytes and FXRSTOR loads: the x87 and SSE
+ * state, bytes 0-415, or 0-287 outside 64-bit mode, which has XMM0-7 only.
+ * The rest is left alone, but the whole area must be accessible. */
+static unsigned fx_state_size(const struct dbt_cpu *cpu)
+{
+	return cpu->mode == MODE_LONG64 ? offsetof(struct x86_fxsave, reserved1) : offsetof(struct x86_fxsave, xmm[8]);
+}
 
 HANDLER(h_fxsave)
 {
+	unsigned acc = seg_acc(d->seg);
 	fxsave_check(cpu);
 	uint64_t lin = seg_lin(cpu, d->seg, d_ea(cpu, d), 512, true);
 	if (lin & 15)
 		raise_gp(cpu, 0);
-	mem_write_buf(cpu, lin, &cpu->s.fpu, FX_LEGACY, seg_acc(d->seg));
+	mem_probe_write(cpu, lin, 512, acc);
+	mem_write_buf(cpu, lin, &cpu->s.fpu, fx_state_size(cpu), acc);
 }
 
 static void mxcsr_check(struct dbt_cpu *cpu, uint32_t v)
@@ -618,10 +765,11 @@ HANDLER(h_fxrstor)
 	uint64_t lin = seg_lin(cpu, d->seg, d_ea(cpu, d), 512, false);
 	if (lin & 15)
 		raise_gp(cpu, 0);
-	mem_read_buf(cpu, lin, &fx, FX_LEGACY, seg_acc(d->seg));
+	mem_read_buf(cpu, lin, &fx, sizeof(fx), seg_acc(d->seg));
 	mxcsr_check(cpu, fx.mxcsr);
-	memcpy(&cpu->s.fpu, &fx, FX_LEGACY);
+	memcpy(&cpu->s.fpu, &fx, fx_state_size(cpu));
 	fpu_sanitize(&cpu->s.fpu);
+	update_es(&cpu->s.fpu);
 }
 
 static uint64_t xsave_rfbm(struct dbt_cpu *cpu)
@@ -698,6 +846,7 @@ HANDLER(h_xrstor)
 		}
 	}
 	fpu_sanitize(g);
+	update_es(g);
 }
 
 HANDLER(h_ldmxcsr)
@@ -715,18 +864,10 @@ HANDLER(h_stmxcsr)
 }
 
 /* What an MMX instruction does to the x87 state before it runs: TOP = 0,
- * every register valid. The image keeps registers in ST order, so a nonzero
- * TOP means rotating them into physical order. */
+ * every register valid. */
 static void mmx_enter(struct x86_fxsave *g)
 {
-	unsigned top = (g->fsw >> 11) & 7;
-	if (top) {
-		uint8_t phys[8][16];
-		for (unsigned p = 0; p < 8; p++)
-			memcpy(phys[p], g->st[(p - top) & 7], 16);
-		memcpy(g->st, phys, sizeof(phys));
-		g->fsw &= ~0x3800u;
-	}
+	x87_set_top(g, 0);
 	g->ftw = 0xff;
 }
 
@@ -754,9 +895,11 @@ HANDLER(h_maskmov)
 
 /* ---- decode ---------------------------------------------------------------------------------- */
 
+/* FISTTP is SSE3 by extension but x87 by category (Zydis files the m32
+ * form under the SSE3 set, the others under SSE3X87). */
 static int insn_kind(const ZydisDecodedInstruction *in, const ZydisDecodedOperand *ops)
 {
-	if (in->meta.isa_ext == ZYDIS_ISA_EXT_X87 || in->meta.isa_set == ZYDIS_ISA_SET_SSE3X87)
+	if (in->meta.isa_ext == ZYDIS_ISA_EXT_X87 || in->meta.category == ZYDIS_CATEGORY_X87_ALU)
 		return FK_X87;
 	for (int i = 0; i < in->operand_count; i++)
 		if (ops[i].type == ZYDIS_OPERAND_TYPE_REGISTER &&

@@ -213,6 +213,8 @@ struct dbt_shared {
 	struct dbt_shared *next; /* registry list */
 	uint64_t ram_gpa[2], ram_size[2], ram_first_page[2];
 	unsigned ram_count;
+	int64_t tsc_offset; /* the guest's TSC - the host's, shared by its vCPUs */
+	bool tsc_known;
 };
 
 /* ---- the CPU --------------------------------------------------------------- */

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs, with apt-get, the Debian 12 packages Vireo needs to build and test,
 # and only those that are missing. Says what it installs.
+#   install-deps.sh        what make and make check need
+#   install-deps.sh fuzz   ... and clang with libFuzzer, for make fuzz
 set -euo pipefail
 
 packages=(
@@ -11,6 +13,10 @@ packages=(
 	# reference machine for the test guests
 	qemu-system-x86
 )
+if [ "${1:-}" = fuzz ]; then
+	# libFuzzer targets: the compiler, its fuzzer and sanitizer runtimes, llvm-symbolizer
+	packages+=(clang libclang-rt-dev llvm)
+fi
 
 missing=()
 for p in "${packages[@]}"; do

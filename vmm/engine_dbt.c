@@ -10,6 +10,14 @@ struct dbt_vcpu {
 	atomic_bool kick;
 };
 
+/* The vCPUs' CPUs, for guest_memory_dirty from other threads: any one of
+ * them reaches the translations they share. The lock keeps the one used
+ * alive while vcpu_destroy runs on another thread. */
+struct dbt_vm {
+	pthread_mutex_t lock;
+	struct dbt_cpu *cpus[MAX_CPUS];
+};
+
 static const char *dbt_unavailable(void)
 {
 	return NULL;
@@ -17,13 +25,51 @@ static const char *dbt_unavailable(void)
 
 static int dbt_vm_init(struct vm *vm)
 {
-	(void)vm;
+	struct dbt_vm *dv = calloc(1, sizeof(*dv));
+
+	if (!dv)
+		return -ENOMEM;
+	pthread_mutex_init(&dv->lock, NULL);
+	vm_set_engine_data(vm, dv);
 	return 0;
 }
 
 static void dbt_vm_destroy(struct vm *vm)
 {
-	(void)vm;
+	struct dbt_vm *dv = vm_engine_data(vm);
+
+	if (!dv)
+		return;
+	pthread_mutex_destroy(&dv->lock);
+	free(dv);
+	vm_set_engine_data(vm, NULL);
+}
+
+static void dbt_vm_set_cpu(struct vm *vm, unsigned index, struct dbt_cpu *cpu)
+{
+	struct dbt_vm *dv = vm_engine_data(vm);
+
+	if (!dv || index >= MAX_CPUS)
+		return;
+	pthread_mutex_lock(&dv->lock);
+	dv->cpus[index] = cpu;
+	pthread_mutex_unlock(&dv->lock);
+}
+
+static void dbt_memory_dirty(struct vm *vm, uint64_t gpa, uint64_t len)
+{
+	struct dbt_vm *dv = vm_engine_data(vm);
+
+	if (!dv)
+		return;
+	pthread_mutex_lock(&dv->lock);
+	for (unsigned i = 0; i < MAX_CPUS; i++) {
+		if (dv->cpus[i]) {
+			dbt_invalidate_range(dv->cpus[i], gpa, len);
+			break;
+		}
+	}
+	pthread_mutex_unlock(&dv->lock);
 }
 
 static void dbt_io(void *opaque, struct vcpu_exit *exit)
@@ -73,6 +119,7 @@ static int dbt_vcpu_init(struct vcpu *vcpu)
 		return -ENOMEM;
 	}
 	vcpu_set_engine_data(vcpu, d);
+	dbt_vm_set_cpu(vm, vcpu_index(vcpu), d->cpu);
 	return 0;
 }
 
@@ -81,6 +128,7 @@ static void dbt_vcpu_destroy(struct vcpu *vcpu)
 	struct dbt_vcpu *d = vcpu_engine_data(vcpu);
 	if (!d)
 		return;
+	dbt_vm_set_cpu(vcpu_vm(vcpu), vcpu_index(vcpu), NULL);
 	dbt_cpu_destroy(d->cpu);
 	free(d);
 	vcpu_set_engine_data(vcpu, NULL);
@@ -138,4 +186,5 @@ const struct engine_ops dbt_engine_ops = {
 	.kick = dbt_kick,
 	.irqchip_in_engine = dbt_irqchip_in_engine,
 	.instructions_retired = dbt_instructions_retired,
+	.memory_dirty = dbt_memory_dirty,
 };

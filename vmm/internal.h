@@ -67,32 +67,52 @@ struct device_init {
 	bool irqchip; /* PIC, PIT, IOAPIC, LAPIC: left out when the engine has its own */
 	int (*init)(struct vm *vm);
 	void (*exit)(struct vm *vm);
+	/* ---- virtio: back-end threads ---- */
+	/* Optional: called once the vCPUs have stopped, before they and the
+	 * interrupt controllers are torn down (reset, power-off). A device whose
+	 * back-end threads raise interrupts or touch guest RAM stops them here. */
+	void (*stop)(struct vm *vm);
+	/* ---- end virtio ---- */
 	struct device_init *next;
 };
 void device_register(struct device_init *d);
 int devices_init(struct vm *vm, char *err, size_t errlen);
+void devices_stop(struct vm *vm); /* virtio: runs every stop hook */
 void devices_exit(struct vm *vm);
 
 enum {
 	DEVICE_ORDER_IRQCHIP = 10, /* PIC, IOAPIC, LAPICs: others raise lines into them */
 	DEVICE_ORDER_PLATFORM = 20,
 	DEVICE_ORDER_PCI = 30,
+	DEVICE_ORDER_VIRTIO = 40, /* virtio: devices on the PCI bus the user asked for */
 	DEVICE_ORDER_FIRMWARE = 90, /* ACPI tables describe what came before */
 };
 
-#define DEVICE_DEFINE(dev_name, dev_order, is_irqchip, init_fn, exit_fn)                                  \
+#define DEVICE_DEFINE(dev_name, dev_order, is_irqchip, init_fn, exit_fn, stop_fn)                         \
 	static struct device_init device_init_##init_fn = {                                               \
-		.name = dev_name, .order = dev_order, .irqchip = is_irqchip, .init = init_fn, .exit = exit_fn}; \
+		.name = dev_name, .order = dev_order, .irqchip = is_irqchip, .init = init_fn, .exit = exit_fn, \
+		.stop = stop_fn};                                                                         \
 	__attribute__((constructor)) static void device_register_##init_fn(void)                         \
 	{                                                                                                 \
 		device_register(&device_init_##init_fn);                                                  \
 	}
-#define DEVICE_INIT(name, order, init_fn, exit_fn) DEVICE_DEFINE(name, order, false, init_fn, exit_fn)
+#define DEVICE_INIT(name, order, init_fn, exit_fn) DEVICE_DEFINE(name, order, false, init_fn, exit_fn, NULL)
 /* A device KVM's in-kernel irqchip replaces (irqchip_in_engine). */
-#define DEVICE_INIT_IRQCHIP(name, order, init_fn, exit_fn) DEVICE_DEFINE(name, order, true, init_fn, exit_fn)
+#define DEVICE_INIT_IRQCHIP(name, order, init_fn, exit_fn) DEVICE_DEFINE(name, order, true, init_fn, exit_fn, NULL)
+/* virtio: a device with back-end threads, which stop_fn stops. */
+#define DEVICE_INIT_STOP(name, order, init_fn, exit_fn, stop_fn) \
+	DEVICE_DEFINE(name, order, false, init_fn, exit_fn, stop_fn)
 
 /* Slots in vm->devices for devices whose state other code looks up. */
-enum { DEVICE_SLOT_UART, DEVICE_SLOT_PIT, DEVICE_SLOT_RTC, DEVICE_SLOT_PCI, DEVICE_SLOT_ACPI, DEVICE_SLOT_COUNT = 16 };
+enum {
+	DEVICE_SLOT_UART,
+	DEVICE_SLOT_PIT,
+	DEVICE_SLOT_RTC,
+	DEVICE_SLOT_PCI,
+	DEVICE_SLOT_ACPI,
+	DEVICE_SLOT_VIRTIO, /* virtio: vmm/virtio/core.c's list of devices */
+	DEVICE_SLOT_COUNT = 16
+};
 
 /* Interfaces between the PC devices. */
 struct lapic;
@@ -177,6 +197,22 @@ int pci_add_capability(struct pci_device *dev, uint8_t id, unsigned len);
 uint32_t pci_config_get(const struct pci_device *dev, unsigned offset, unsigned size);
 void pci_config_set(struct pci_device *dev, unsigned offset, unsigned size, uint32_t value);
 
+/* ---- virtio: PCI INTx routing ---- */
+/* Interrupt pin (0 = INTA) of the function in slot raises this GSI, IOAPIC
+ * inputs 16-23, level-triggered and active low: the DSDT's _PRT says the
+ * same to the guest, and the Interrupt Line register holds it too. */
+#define PCI_INTX_GSI_BASE  16
+#define PCI_INTX_GSI_COUNT 8
+static inline unsigned pci_intx_gsi(unsigned slot, unsigned pin)
+{
+	return PCI_INTX_GSI_BASE + (slot + pin) % PCI_INTX_GSI_COUNT;
+}
+
+/* vmm/virtio/core.c: checks the -device specs of cfg before anything is
+ * built; fills err with one line naming a spec no model takes. */
+int virtio_devices_check(const struct vm_config *cfg, char *err, size_t errlen);
+/* ---- end virtio ---- */
+
 /* ---- ACPI hardware ------------------------------------------------------ */
 
 /* The fixed-feature registers of vmm/dev/power.c, which the FADT and DSDT
@@ -222,13 +258,17 @@ int multiboot_info_build(struct vm *vm, const char *cmdline, const char *modules
 			 bool page_align_modules, uint64_t *info, char *err, size_t errlen);
 void x86_state_flat64(struct vm *vm, struct x86_state *s, uint64_t entry);
 
-/* Guesses the kind of image and loads it (multiboot, ELF64). */
+/* Guesses the kind of image and loads it (multiboot, Linux bzImage, ELF64). */
 int loader_load(struct vm *vm, const char *kernel, const char *initrd, const char *cmdline, struct boot_info *bi,
 		char *err, size_t errlen);
 int loader_multiboot(struct vm *vm, const uint8_t *image, size_t size, const char *cmdline, const char *modules,
 		     struct boot_info *bi, char *err, size_t errlen);
 int loader_elf64(struct vm *vm, const uint8_t *image, size_t size, const char *cmdline, struct boot_info *bi,
 		 char *err, size_t errlen);
+/* The Linux/x86 boot protocol: a bzImage entered at its 64-bit entry point. */
+bool linux_is_bzimage(const uint8_t *image, size_t size);
+int loader_linux(struct vm *vm, const uint8_t *image, size_t size, const char *cmdline, const char *initrd,
+		 struct boot_info *bi, char *err, size_t errlen);
 /* The state multiboot and other flat 32-bit protocols define. */
 void x86_state_flat32(struct x86_state *s, uint64_t entry);
 

@@ -59,7 +59,14 @@ int guest_write(struct vm *vm, uint64_t gpa, const void *src, uint64_t len)
 	if (!p)
 		return -EFAULT;
 	memcpy(p, src, len);
+	guest_memory_dirty(vm, gpa, len);
 	return 0;
+}
+
+void guest_memory_dirty(struct vm *vm, uint64_t gpa, uint64_t len)
+{
+	if (len && vm->engine && vm->engine->memory_dirty)
+		vm->engine->memory_dirty(vm, gpa, len);
 }
 
 int guest_read(struct vm *vm, uint64_t gpa, void *dst, uint64_t len)

@@ -81,7 +81,13 @@ static void vcpu_handle_init_sipi(struct vcpu *vcpu)
 	if (init)
 		vcpu->wait_for_sipi = true;
 	if (sipi >= 0 && vcpu->wait_for_sipi) {
+		/* INIT leaves the TSC and MISC_ENABLE as they were (SDM vol. 3,
+		 * "Processor State Following Power-up, Reset, or INIT"). */
+		struct x86_state old;
+		vcpu->vm->engine->get_state(vcpu, &old);
 		x86_state_sipi(&s, vcpu->index, sipi);
+		s.tsc = old.tsc;
+		s.misc_enable = old.misc_enable;
 		vcpu->vm->engine->set_state(vcpu, &s);
 		vcpu->wait_for_sipi = false;
 	}

@@ -168,6 +168,7 @@ static int vm_assemble(struct vm *vm, char *err, size_t errlen)
 static void vm_disassemble(struct vm *vm)
 {
 	clock_clear(vm); /* before the devices that own the timers go */
+	devices_stop(vm); /* back-end threads, before the LAPICs they interrupt */
 	for (unsigned i = 0; i < vm->ncpus; i++)
 		vcpu_destroy(vm->cpus[i]);
 	vm->ncpus = 0;
@@ -201,6 +202,8 @@ struct vm *vm_create(const struct vm_config *cfg, char *err, size_t errlen)
 		snprintf(err, errlen, "%u vCPUs requested: Vireo runs 1 to %d", cfg->cpus, MAX_CPUS);
 		goto fail;
 	}
+	if (virtio_devices_check(cfg, err, errlen) < 0)
+		goto fail;
 	vm->engine = engine_pick(cfg->engine, err, errlen);
 	if (!vm->engine)
 		goto fail;
@@ -328,6 +331,13 @@ int devices_init(struct vm *vm, char *err, size_t errlen)
 		}
 	}
 	return 0;
+}
+
+void devices_stop(struct vm *vm)
+{
+	for (struct device_init *d = device_list; d; d = d->next)
+		if (d->stop && !(d->irqchip && vm->irqchip_in_engine))
+			d->stop(vm);
 }
 
 void devices_exit(struct vm *vm)

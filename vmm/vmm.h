@@ -133,6 +133,12 @@ struct engine_ops {
 	void (*send_msi)(struct vm *vm, uint64_t addr, uint32_t data);
 	/* Guest instructions retired by the vCPU; NULL where the engine cannot count. */
 	uint64_t (*instructions_retired)(struct vcpu *vcpu);
+	/* ---- virtio: DMA into guest RAM ---- */
+	/* Optional: something other than a vCPU (a device's DMA, a loader) wrote
+	 * guest-physical [gpa, gpa + len); called through guest_memory_dirty()
+	 * from any thread. The dbt engine drops translations made from it. */
+	void (*memory_dirty)(struct vm *vm, uint64_t gpa, uint64_t len);
+	/* ---- end virtio ---- */
 };
 
 extern const struct engine_ops dbt_engine_ops;
@@ -162,11 +168,18 @@ struct guest_memory {
 
 /* The host address of [gpa, gpa + len) if it lies wholly in RAM, else NULL. */
 void *gpa_to_hva(struct vm *vm, uint64_t gpa, uint64_t len);
-/* Copies to/from guest RAM; -EFAULT if any part is not RAM. */
+/* Copies to/from guest RAM; -EFAULT if any part is not RAM. guest_write
+ * tells the engine (guest_memory_dirty). */
 int guest_write(struct vm *vm, uint64_t gpa, const void *src, uint64_t len);
 int guest_read(struct vm *vm, uint64_t gpa, void *dst, uint64_t len);
 /* The machine's e820 map; returns the number of entries (at most max). */
 int e820_map(struct vm *vm, struct e820_entry *out, int max);
+/* ---- virtio: DMA into guest RAM ---- */
+/* Code outside the vCPUs (device DMA through a gpa_to_hva pointer) wrote
+ * guest RAM at [gpa, gpa + len): the engine forgets what it derived from it
+ * (the dbt engine's translations). Any thread; cheap when nothing was. */
+void guest_memory_dirty(struct vm *vm, uint64_t gpa, uint64_t len);
+/* ---- end virtio ---- */
 
 /* ---- buses -------------------------------------------------------------- */
 
@@ -207,6 +220,8 @@ void timer_cancel(struct vm *vm, struct vm_timer *t);
 
 /* ---- VM and vCPUs ------------------------------------------------------- */
 
+#define VM_MAX_DEVICES 32 /* virtio: -device specs per VM */
+
 struct vm_config {
 	const char *kernel, *initrd, *cmdline;
 	uint64_t memory;
@@ -215,6 +230,12 @@ struct vm_config {
 	const char *serial; /* "stdio" or "file:PATH" */
 	bool no_reboot;
 	bool stats; /* print counters when the VM ends */
+	/* ---- virtio: devices the user asked for ---- */
+	/* -device specs as QEMU spells them ("virtio-rng-pci", "virtconsole,id=c0"),
+	 * in command-line order; vm_create refuses one no device model takes. */
+	const char *devices[VM_MAX_DEVICES];
+	unsigned ndevices;
+	/* ---- end virtio ---- */
 };
 
 /* Exit statuses of vm_run. A guest's debug-exit write of v gives (v << 1) | 1,

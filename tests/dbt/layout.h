@@ -15,7 +15,10 @@
 #define PT	    0x16000 /* 4 KiB pages for [FAULT_PAGE, FAULT_PAGE + 2 MiB) */
 #define CODE	    0x100000
 #define ALU_OPS	    0x180000
+#define FPU_OPS	    0x190000
 #define DATA	    0x200000
+#define FPU_IMAGE   0x204000 /* fpu_driver: the image in; out at +0x200 */
+#define FPU_MEM	    0x204800 /* fpu_driver: the operations' memory */
 #define STACK_TOP   0x300000
 #define IST_TOP	    0x310000
 #define RSP0_TOP    0x320000

@@ -392,6 +392,26 @@ SNIP fpu_ts
 	hlt
 END fpu_ts
 
+/* Calls the function at DATA+40 under the x87/SSE image at FPU_IMAGE with
+ * RDI = FPU_MEM and saves the image at FPU_IMAGE + 0x200, as fpu_host_call()
+ * does natively. */
+SNIP fpu_driver
+	fxrstor FPU_IMAGE
+	mov $FPU_MEM, %edi
+	call *DATA + 40
+	fxsave FPU_IMAGE + 0x200
+	hlt
+END fpu_driver
+
+/* FXSAVE and FXRSTOR outside 64-bit mode: XMM0-7 only. */
+	.code32
+SNIP fxsave32
+	fxsave FPU_MEM
+	fxrstor FPU_IMAGE
+	hlt
+END fxsave32
+	.code64
+
 /* ---- devices ------------------------------------------------------------------------------ */
 
 SNIP mmio
@@ -599,11 +619,13 @@ OP(mul32, mul %ebx)
 OP(imul1_64, imul %rbx)
 OP(bsf64, bsf %rbx, %rax)
 OP(bsr32, bsr %ebx, %eax)
+OP(bsf32, bsf %ebx, %eax)
 OP(popcnt64, popcnt %rbx, %rax)
 OP(bt64, bt %rbx, %rax)
 OP(btc32, btc %ebx, %eax)
 OP(xadd32, xadd %ebx, %eax)
 OP(cmpxchg64, cmpxchg %rcx, %rbx)
+OP(cmpxchg32, cmpxchg %ecx, %ebx)
 OP(bswap64, bswap %rax)
 OP(cwde, cwde)
 OP(cqo, cqo)
@@ -621,8 +643,47 @@ OP(sar8_imm, sar $3, %bl)
 OP(enter_leave, enter $24, $1; mov %rbp, %rax; sub %rsp, %rax; mov -8(%rbp), %rcx; sub %rbp, %rcx; leave)
 OP(crc32b, crc32b %bl, %eax)
 OP(crc32q, crc32q %rbx, %rax)
+OP(crc32w, crc32w %bx, %eax)
 OP(div_ok, cmp $0, %rbx; je 1f; xor %edx, %edx; div %rbx; 1:)
 alu_ops_end:
+
+/* x87/SSE operations called on both sides (fpu_host_call / fpu_driver):
+ * RDI points to their memory. An x87 operation ends with FWAIT, so an
+ * exception it leaves pending is raised inside it. */
+	.globl fpu_ops_start, fpu_ops_end
+fpu_ops_start:
+#define FOP(name, ...) .globl fpu_##name; fpu_##name: __VA_ARGS__; ret
+FOP(addps, addps 16(%rdi), %xmm0)
+FOP(mulss, mulss 16(%rdi), %xmm0)
+FOP(cvtps2pi, cvtps2pi %xmm0, %mm1)
+FOP(cvtpd2pi, cvtpd2pi 24(%rdi), %mm1)
+FOP(fisttp32, fisttpl 16(%rdi); fwait)
+FOP(fcom, fcoms 16(%rdi); fwait)
+FOP(fcomi, fcomi %st(1), %st; pushfq; popq %rax; and $0x8d5, %eax; mov %rax, (%rdi); fwait)
+FOP(fdiv, fdivs 16(%rdi); fwait)
+FOP(fstp32, fstps 16(%rdi); fwait)
+FOP(fninit, fninit; fwait)
+FOP(fnsave, fnsave 16(%rdi); fwait)
+FOP(fldenv, fldenv 16(%rdi); fwait)
+FOP(fxrstor, fxrstor 16(%rdi); fwait)
+FOP(fxsave, fxsave 16(%rdi); fwait)
+fpu_ops_end:
+
+/* void fpu_host_call(const void *fn, const struct x86_fxsave *in,
+ * struct x86_fxsave *out, void *mem): fpu_driver on the host. */
+	.globl fpu_host_call
+fpu_host_call:
+	push %rbx
+	mov %rdx, %rbx
+	fxrstor64 (%rsi)
+	mov %rdi, %rax
+	mov %rcx, %rdi
+	call *%rax
+	fxsave64 (%rbx)
+	fninit
+	ldmxcsr mxcsr_default(%rip)
+	pop %rbx
+	ret
 
 /* uint64_t bench_loop_native(uint64_t n, uint64_t *buf): loop_bench on the host. */
 	.globl bench_loop_native
@@ -661,5 +722,9 @@ host_call:
 	pop %r12
 	pop %rbx
 	ret
+
+	.section .rodata
+mxcsr_default:
+	.long 0x1f80
 
 	.section .note.GNU-stack, "", @progbits

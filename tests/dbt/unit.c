@@ -4,14 +4,19 @@
  * device accesses are checked. ALU results are compared with the host CPU
  * running the same instructions.
  */
+#include <fcntl.h>
 #include <inttypes.h>
 #include <math.h>
 #include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <ucontext.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -68,6 +73,8 @@ SNIPPET(movaps_misaligned)
 SNIPPET(sse_div0)
 SNIPPET(x87_div0)
 SNIPPET(fpu_ts)
+SNIPPET(fpu_driver)
+SNIPPET(fxsave32)
 SNIPPET(mmio)
 SNIPPET(msrs)
 SNIPPET(bad_msr)
@@ -205,7 +212,7 @@ extern const uint8_t alu_add64[], alu_add8[], alu_adc32[], alu_sub16[], alu_sbb6
     alu_mul32[], alu_imul1_64[], alu_bsf64[], alu_bsr32[], alu_popcnt64[], alu_bt64[], alu_btc32[], alu_xadd32[],
     alu_cmpxchg64[], alu_bswap64[], alu_cwde[], alu_cqo[], alu_movsx[], alu_movzx[], alu_lea[], alu_setcc[], alu_cmov[],
     alu_lahf[], alu_sahf[], alu_adc8h[], alu_neg8[], alu_rcl64_1[], alu_sar8_imm[], alu_div_ok[], alu_crc32b[],
-    alu_crc32q[], alu_enter_leave[];
+    alu_crc32q[], alu_enter_leave[], alu_bsf32[], alu_cmpxchg32[], alu_crc32w[];
 
 static void test_alu_differential(void)
 {
@@ -220,7 +227,7 @@ static void test_alu_differential(void)
 	    ALU(cqo, ALL),	   ALU(movsx, ALL),    ALU(movzx, ALL),	    ALU(lea, ALL),	ALU(setcc, ALL),
 	    ALU(cmov, ALL),	   ALU(lahf, ALL),     ALU(sahf, ALL),	    ALU(adc8h, ALL),	ALU(neg8, ALL),
 	    ALU(rcl64_1, ALL),	   ALU(sar8_imm, ALL), ALU(div_ok, 0),	    ALU(crc32b, ALL),	ALU(crc32q, ALL),
-	    ALU(enter_leave, ALL),
+	    ALU(enter_leave, ALL), ALU(bsf32, ALL),    ALU(cmpxchg32, ALL), ALU(crc32w, ALL),
 	};
 	static const uint64_t vals[] = {
 	    0,
@@ -264,10 +271,6 @@ static void test_alu_differential(void)
 					for (int k = 0; k < 5; k++)
 						guest[k] = h_rd64(&H, DATA + 8 * k);
 					uint64_t m = ops[o].flag_mask & 0x8d5;
-					/* BSR/BSF of zero: Intel clears the upper half of a 32-bit
-					 * destination, the AMD host keeps it. Undefined either way. */
-					if (!strncmp(ops[o].name, "bs", 2) && !(in[1] & 0xffffffff))
-						guest[0] = host[0];
 					bool ok = e.reason == VCPU_EXIT_HLT && host[0] == guest[0] &&
 						  host[1] == guest[1] && host[2] == guest[2] && host[3] == guest[3] &&
 						  ((host[4] ^ guest[4]) & m & 0xffff) == 0;
@@ -663,6 +666,280 @@ static void test_fpu(void)
 	expect_exception(7, false, 0, CODE);
 }
 
+/* ---- x87/SSE operations against the host -------------------------------------------- */
+
+#define FPU_MEM_SIZE 1024
+
+extern const uint8_t fpu_ops_start[], fpu_ops_end[], fpu_addps[], fpu_mulss[], fpu_cvtps2pi[], fpu_cvtpd2pi[],
+    fpu_fisttp32[], fpu_fcom[], fpu_fcomi[], fpu_fdiv[], fpu_fstp32[], fpu_fninit[], fpu_fnsave[], fpu_fldenv[],
+    fpu_fxrstor[], fpu_fxsave[];
+void fpu_host_call(const void *fn, const struct x86_fxsave *in, struct x86_fxsave *out, void *mem);
+
+static sigjmp_buf fpu_host_jmp;
+static struct x86_fxsave fpu_host_fault;
+static volatile int fpu_host_vector;
+
+static void fpu_host_signal(int sig, siginfo_t *si, void *ucv)
+{
+	ucontext_t *uc = ucv;
+	(void)sig;
+	(void)si;
+	fpu_host_vector = (int)uc->uc_mcontext.gregs[REG_TRAPNO];
+	memcpy(&fpu_host_fault, uc->uc_mcontext.fpregs, sizeof(fpu_host_fault));
+	siglongjmp(fpu_host_jmp, 1);
+}
+
+/* Runs an fpu_ops function natively: the vector it raised (-1: none) and
+ * the state at its end or at the exception. */
+static int fpu_on_host(const uint8_t *fn, const struct x86_fxsave *in, struct x86_fxsave *out, uint8_t *mem)
+{
+	struct sigaction sa, old_fpe, old_segv;
+	volatile int vector = -1;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_sigaction = fpu_host_signal;
+	sa.sa_flags = SA_SIGINFO;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGFPE, &sa, &old_fpe);
+	sigaction(SIGSEGV, &sa, &old_segv);
+	if (sigsetjmp(fpu_host_jmp, 1) == 0) {
+		fpu_host_call(fn, in, out, mem);
+	} else {
+		vector = fpu_host_vector;
+		*out = fpu_host_fault;
+		__asm__ volatile("fninit");
+		__builtin_ia32_ldmxcsr(0x1f80);
+	}
+	sigaction(SIGFPE, &old_fpe, NULL);
+	sigaction(SIGSEGV, &old_segv, NULL);
+	return vector;
+}
+
+/* The same in the guest, through fpu_driver. */
+static int fpu_on_guest(const uint8_t *fn, const struct x86_fxsave *in, struct x86_fxsave *out, uint8_t *mem)
+{
+	struct x86_state s;
+	memcpy(H.ram + FPU_IMAGE, in, sizeof(*in));
+	memcpy(H.ram + FPU_MEM, mem, FPU_MEM_SIZE);
+	h_wr64(&H, DATA + 40, FPU_OPS + (uint64_t)(fn - fpu_ops_start));
+	START(fpu_driver, &s);
+	struct vcpu_exit e = h_run(&H);
+	h_get(&H, &s);
+	memcpy(mem, H.ram + FPU_MEM, FPU_MEM_SIZE);
+	if (e.reason != VCPU_EXIT_HLT)
+		return -2;
+	if (s.rip == CODE + (uint64_t)(snip_fpu_driver_end - snip_fpu_driver)) {
+		memcpy(out, H.ram + FPU_IMAGE + 0x200, sizeof(*out));
+		return -1;
+	}
+	*out = s.fpu;
+	return (int)(s.gpr[RAX] & 0xff);
+}
+
+/* The host's own control words and x87 stack, which a guest's exception
+ * must not disturb. */
+static void host_fpu_env(uint32_t *mxcsr, uint16_t *fcw, uint16_t *tags)
+{
+	uint16_t env[14];
+	__asm__ volatile("fnstenv %0; fldcw %0" : "=m"(env));
+	*mxcsr = __builtin_ia32_stmxcsr();
+	*fcw = env[0];
+	*tags = env[4];
+}
+
+/* An x87 state: ST(i) = 1.5 + i, the first depth of them valid. */
+static struct x86_fxsave fpu_state(uint16_t fcw, uint32_t mxcsr, unsigned top, unsigned depth)
+{
+	struct x86_fxsave fx;
+	memset(&fx, 0, sizeof(fx));
+	fx.fcw = fcw;
+	fx.fsw = (uint16_t)(top << 11);
+	fx.mxcsr = mxcsr;
+	for (unsigned i = 0; i < 8; i++) {
+		long double v = 1.5L + i;
+		memcpy(fx.st[i], &v, 10);
+		if (i < depth)
+			fx.ftw |= (uint8_t)(1u << ((i + top) & 7));
+	}
+	for (unsigned x = 0; x < 16; x++)
+		for (unsigned b = 0; b < 16; b++)
+			fx.xmm[x][b] = (uint8_t)(x * 16 + b);
+	return fx;
+}
+
+static void set_st(struct x86_fxsave *fx, unsigned i, long double v)
+{
+	memcpy(fx->st[i], &v, 10);
+}
+
+static void set_f32(void *p, const float *v, unsigned n)
+{
+	memcpy(p, v, 4 * n);
+}
+
+/* Runs fn on the host and in the guest from the same state and memory;
+ * everything must agree (FXSAVE's bytes [ign, ign + ign_len) of memory
+ * excepted: values that name the host, not the instruction). */
+static void fpu_agree(const char *name, const uint8_t *fn, const struct x86_fxsave *in, const uint8_t *mem,
+		      unsigned ign, unsigned ign_len)
+{
+	static uint8_t hm[FPU_MEM_SIZE] __attribute__((aligned(64))), gm[FPU_MEM_SIZE];
+	static struct x86_fxsave hin __attribute__((aligned(64)));
+	struct x86_fxsave h, g;
+	uint32_t mx0, mx1;
+	uint16_t cw0, cw1, tag0, tag1;
+
+	current = name;
+	hin = *in;
+	memcpy(hm, mem, FPU_MEM_SIZE);
+	memcpy(gm, mem, FPU_MEM_SIZE);
+	int hv = fpu_on_host(fn, &hin, &h, hm);
+	host_fpu_env(&mx0, &cw0, &tag0);
+	int gv = fpu_on_guest(fn, in, &g, gm);
+	host_fpu_env(&mx1, &cw1, &tag1);
+	memset(hm + ign, 0, ign_len);
+	memset(gm + ign, 0, ign_len);
+
+	CHECK(hv == gv, "vector: host %d, guest %d", hv, gv);
+	CHECK(h.fcw == g.fcw && h.fsw == g.fsw && h.ftw == g.ftw && h.mxcsr == g.mxcsr,
+	      "host fcw %04x fsw %04x ftw %02x mxcsr %04x, guest %04x %04x %02x %04x", h.fcw, h.fsw, h.ftw, h.mxcsr,
+	      g.fcw, g.fsw, g.ftw, g.mxcsr);
+	for (int i = 0; i < 8; i++)
+		CHECK(!memcmp(h.st[i], g.st[i], 10), "st%d", i);
+	for (int i = 0; i < 16; i++)
+		CHECK(!memcmp(h.xmm[i], g.xmm[i], 16), "xmm%d", i);
+	for (unsigned i = 0; i < FPU_MEM_SIZE; i++)
+		if (hm[i] != gm[i]) {
+			CHECK(hm[i] == gm[i], "memory +%u: host %02x, guest %02x", i, hm[i], gm[i]);
+			break;
+		}
+	CHECK(mx0 == mx1 && cw0 == cw1 && tag0 == tag1 && tag1 == 0xffff,
+	      "the host's MXCSR %04x, FCW %04x and tags %04x after the guest ran; before %04x %04x %04x", mx1, cw1,
+	      tag1, mx0, cw0, tag0);
+}
+
+static void test_fpu_host(void)
+{
+	static uint8_t mem[FPU_MEM_SIZE];
+	struct x86_fxsave fx;
+	const long double qnan = __builtin_nanl(""), snan = __builtin_nansl("");
+
+	h_load(&H, FPU_OPS, fpu_ops_start, fpu_ops_end);
+	memset(mem, 0x5a, sizeof(mem));
+
+	/* SIMD exceptions fault in the host stub: the flags and state at the
+	 * fault, nothing committed. */
+	fx = fpu_state(0x37f, 0x1f00, 0, 0);
+	set_f32(fx.xmm[0], (const float[]){__builtin_nansf(""), 1.0f, 3.0f, 1e30f}, 4);
+	set_f32(mem + 16, (const float[]){1.0f, 1e-30f, 1.0f, 1e30f}, 4);
+	fpu_agree("fpu/host: addps, SNaN, invalid unmasked", fpu_addps, &fx, mem, 0, 0);
+	fx.mxcsr = 0x0f80;
+	fpu_agree("fpu/host: addps, inexact unmasked", fpu_addps, &fx, mem, 0, 0);
+	fx = fpu_state(0x37f, 0x1780, 0, 0);
+	set_f32(fx.xmm[0], (const float[]){0x1p-126f}, 1);
+	set_f32(mem + 16, (const float[]){0.5f}, 1);
+	fpu_agree("fpu/host: mulss, exact denormal, underflow unmasked", fpu_mulss, &fx, mem, 0, 0);
+	fx = fpu_state(0x37f, 0x1f00, 3, 2);
+	set_f32(fx.xmm[0], (const float[]){__builtin_nanf(""), 1.0f}, 2);
+	fpu_agree("fpu/host: cvtps2pi faults in MMX mode", fpu_cvtps2pi, &fx, mem, 0, 0);
+	fx = fpu_state(0x37f, 0x1f80, 3, 2);
+	fpu_agree("fpu/host: cvtpd2pi, misaligned m128", fpu_cvtpd2pi, &fx, mem, 0, 0);
+
+	/* x87 exceptions under the guest's control word: results, condition
+	 * codes and ES as the host leaves them, #MF at the FWAIT. */
+	fx = fpu_state(0x37f, 0x1f80, 5, 3);
+	set_st(&fx, 0, 2.5L);
+	fpu_agree("fpu/host: fisttp m32", fpu_fisttp32, &fx, mem, 0, 0);
+	fx = fpu_state(0x37e, 0x1f80, 0, 2);
+	set_f32(mem + 16, (const float[]){__builtin_nanf("")}, 1);
+	fpu_agree("fpu/host: fcom, NaN, invalid unmasked", fpu_fcom, &fx, mem, 0, 0);
+	set_st(&fx, 1, qnan);
+	fpu_agree("fpu/host: fcomi, NaN, invalid unmasked", fpu_fcomi, &fx, mem, 0, 0);
+	fx = fpu_state(0x35f, 0x1f80, 0, 1);
+	set_st(&fx, 0, 1.0L);
+	set_f32(mem + 16, (const float[]){3.0f}, 1);
+	fpu_agree("fpu/host: fdiv, inexact unmasked", fpu_fdiv, &fx, mem, 0, 0);
+	fx.fcw = 0x37b;
+	fx.fsw |= 0x200; /* C1, which these exceptions clear */
+	set_f32(mem + 16, (const float[]){0.0f}, 1);
+	fpu_agree("fpu/host: fdiv, zero divide unmasked", fpu_fdiv, &fx, mem, 0, 0);
+	fx.fcw = 0x37d;
+	set_f32(mem + 16, (const float[]){0x1p-149f}, 1);
+	fpu_agree("fpu/host: fdiv, denormal unmasked", fpu_fdiv, &fx, mem, 0, 0);
+	fx = fpu_state(0x37e, 0x1f80, 2, 2);
+	set_st(&fx, 0, snan);
+	memset(mem, 0x5a, sizeof(mem));
+	fpu_agree("fpu/host: fstp m32, SNaN, invalid unmasked", fpu_fstp32, &fx, mem, 0, 0);
+	fx.fcw = 0x377;
+	set_st(&fx, 0, 1e300L);
+	fpu_agree("fpu/host: fstp m32, overflow unmasked", fpu_fstp32, &fx, mem, 0, 0);
+
+	/* TOP changes keep each physical register's contents. */
+	fx = fpu_state(0x37f, 0x1f80, 5, 3);
+	fpu_agree("fpu/host: fninit", fpu_fninit, &fx, mem, 0, 0);
+	fx = fpu_state(0x37f, 0x1f80, 3, 4);
+	fpu_agree("fpu/host: fnsave", fpu_fnsave, &fx, mem, 16 + 12, 16);
+	memset(mem, 0, 16 + 28);
+	memcpy(mem + 16, (const uint32_t[]){0xffff037f, 0xffff3000, 0xffff0fff}, 12);
+	fpu_agree("fpu/host: fldenv", fpu_fldenv, &fx, mem, 0, 0);
+
+	/* FXRSTOR derives ES (and B) from the flags and masks it loads. */
+	fx = fpu_state(0x37f, 0x1f80, 0, 2);
+	memset(mem, 0, 16 + 512);
+	memcpy(mem + 16, (const uint16_t[]){0x37e, 0x0001}, 4);
+	memcpy(mem + 16 + 24, (const uint32_t[]){0x1f80}, 4);
+	fpu_agree("fpu/host: fxrstor, invalid pending without ES", fpu_fxrstor, &fx, mem, 0, 0);
+	memcpy(mem + 16, (const uint16_t[]){0x37f, 0x8080}, 4);
+	fpu_agree("fpu/host: fxrstor, ES without an exception", fpu_fxrstor, &fx, mem, 0, 0);
+
+	/* FXSAVE leaves bytes 416-511 alone. Bytes 8-31 (FIP, FDP, MXCSR and
+	 * MXCSR_MASK) hold the host's pointers and model, not compared. */
+	memset(mem, 0xa5, sizeof(mem));
+	fpu_agree("fpu/host: fxsave", fpu_fxsave, &fx, mem, 16 + 8, 24);
+
+	/* Outside 64-bit mode the image has XMM0-7 only: bytes 288-511 are
+	 * left alone, XMM8-15 are not loaded. */
+	current = "fpu: fxsave and fxrstor in 32-bit mode";
+	struct x86_state s;
+	h_load(&H, CODE, snip_fxsave32, snip_fxsave32_end);
+	h_state_prot32(&s);
+	s.cr4 |= 0x200; /* OSFXSR */
+	s.fpu = fpu_state(0x37f, 0x1f80, 0, 0);
+	memset(H.ram + FPU_MEM, 0xa5, 512);
+	fx = fpu_state(0x37f, 0x1f80, 0, 0);
+	memset(fx.xmm, 0x3c, sizeof(fx.xmm));
+	memcpy(H.ram + FPU_IMAGE, &fx, sizeof(fx));
+	h_set(&H, &s);
+	struct vcpu_exit e = h_run(&H);
+	CHECK_EQ(e.reason, VCPU_EXIT_HLT);
+	CHECK(!memcmp(H.ram + FPU_MEM + 160, s.fpu.xmm, 128), "FXSAVE stores XMM0-7");
+	for (unsigned i = 288; i < 512; i++)
+		if (H.ram[FPU_MEM + i] != 0xa5) {
+			CHECK(H.ram[FPU_MEM + i] == 0xa5, "FXSAVE wrote byte %u", i);
+			break;
+		}
+	struct x86_state after;
+	h_get(&H, &after);
+	CHECK(!memcmp(after.fpu.xmm, fx.xmm, 128), "FXRSTOR loads XMM0-7");
+	CHECK(!memcmp(after.fpu.xmm[8], s.fpu.xmm[8], 128), "FXRSTOR leaves XMM8-15");
+
+	/* A SIGFPE that is not a guest's reaches whoever had it before (here
+	 * the default action: the process dies of it). */
+	current = "fpu: a SIGFPE of the host's own";
+	pid_t pid = fork();
+	if (pid == 0) {
+		int null = open("/dev/null", O_WRONLY);
+		dup2(null, 2);
+		alarm(10);
+		uint64_t lo = 1, hi = 0, zero = 0;
+		__asm__ volatile("div %2" : "+a"(lo), "+d"(hi) : "r"(zero));
+		_exit(0);
+	}
+	int st = 0;
+	waitpid(pid, &st, 0);
+	CHECK((WIFSIGNALED(st) && WTERMSIG(st) == SIGFPE) || (WIFEXITED(st) && WEXITSTATUS(st) != 0),
+	      "the child carried on or hung: status %x", st);
+}
+
 static void test_devices(void)
 {
 	struct x86_state s;
@@ -989,6 +1266,7 @@ int main(void)
 	    {"strings", test_strings},
 	    {"atomics", test_atomics},
 	    {"fpu", test_fpu},
+	    {"fpu against the host", test_fpu_host},
 	    {"devices", test_devices},
 	    {"interrupts", test_interrupts},
 	    {"nmi", test_nmi},

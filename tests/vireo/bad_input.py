@@ -63,8 +63,8 @@ assert 0 <= mb < 8192
 
 expect("missing file", run(os.path.join(tmp, "absent")), ["cannot open", "No such file"])
 expect("directory", run(tmp), ["not a regular file"])
-expect("empty file", run(write("empty", b"")), ["not a multiboot or ELF64 image"])
-expect("random bytes", run(write("random", os.urandom(4096))), ["not a multiboot or ELF64 image"])
+expect("empty file", run(write("empty", b"")), ["not a multiboot, Linux bzImage or ELF64 image"])
+expect("random bytes", run(write("random", os.urandom(4096))), ["not a multiboot, Linux bzImage or ELF64 image"])
 expect("truncated ELF header", run(write("trunc", image[:40])), ["truncated"])
 p_offset, p_filesz = struct.unpack_from("<I", image, e_phoff + 4)[0], struct.unpack_from("<I", image, e_phoff + 16)[0]
 expect("truncated segments", run(write("trunc2", image[: p_offset + p_filesz // 2])), ["outside the file"])
@@ -97,6 +97,17 @@ expect("command line too long", run(good, "--cmdline", "x" * 40000), ["command l
 
 expect("unknown option", ["run", "--kernel", good, "-usb"], ["unsupported option '-usb'"])
 expect("unknown device", ["run", "--kernel", good, "-device", "e1000"], ["unsupported device 'e1000'"])
+expect("unknown device property", ["run", "--kernel", good, "-device", "virtio-rng-pci,rng=rng0"],
+       ["virtio-rng-pci", "no property 'rng'"])
+expect("bad MSI-X vector count", ["run", "--kernel", good, "-device", "virtio-rng-pci,vectors=65"], ["vectors='65'"])
+expect("legacy virtio", ["run", "--kernel", good, "-device", "virtio-rng-pci,disable-legacy=off"], ["modern only"])
+expect("virtconsole without its bus", ["run", "--kernel", good, "-device", "virtconsole"],
+       ["virtconsole needs a -device virtio-serial-pci"])
+expect("two virtconsoles", ["run", "--kernel", good, "--console", "virtio", "-device", "virtconsole"],
+       ["one port"])
+expect("virtconsole chardev", ["run", "--kernel", good, "-device", "virtio-serial-pci", "-device",
+                               "virtconsole,chardev=c0"], ["virtconsole", "chardev= is not supported"])
+expect("unknown console", ["run", "--kernel", good, "--console", "vga"], ["unknown console 'vga'"])
 expect("bad memory size", ["run", "--kernel", good, "-m", "lots"], ["bad memory size 'lots'"])
 expect("zero vCPUs", ["run", "--kernel", good, "-smp", "0"], ["bad vCPU count '0'"])
 expect("too many vCPUs", ["run", "--kernel", good, "-smp", "65"], ["65 vCPUs"])

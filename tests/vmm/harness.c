@@ -100,15 +100,21 @@ static const struct engine_ops stub_engine_ops = {
 
 struct vm *test_vm_create(unsigned cpus)
 {
+	struct vm_config cfg = {.cpus = cpus, .memory = TEST_MEMORY, .serial = "none"};
+
+	return test_vm_create_config(&cfg);
+}
+
+struct vm *test_vm_create_config(const struct vm_config *cfg)
+{
 	struct vm *vm = calloc(1, sizeof(*vm));
+	unsigned cpus = cfg->cpus;
 	char err[256];
 	int ret;
 
 	if (!vm || !cpus || cpus > MAX_CPUS)
 		abort();
-	vm->cfg.cpus = cpus;
-	vm->cfg.memory = TEST_MEMORY;
-	vm->cfg.serial = "none";
+	vm->cfg = *cfg;
 	vm->console_fd = -1;
 	pthread_mutex_init(&vm->lock, NULL);
 	pthread_cond_init(&vm->cond, NULL);
@@ -117,7 +123,8 @@ struct vm *test_vm_create(unsigned cpus)
 	bus_init(&vm->mmio, "MMIO");
 	vm->engine = &stub_engine_ops;
 	tsc_offset = __rdtsc();
-	if (memory_init(vm, TEST_MEMORY, err, sizeof(err)) < 0 || devices_init(vm, err, sizeof(err)) < 0) {
+	if (virtio_devices_check(cfg, err, sizeof(err)) < 0 || memory_init(vm, cfg->memory, err, sizeof(err)) < 0 ||
+	    devices_init(vm, err, sizeof(err)) < 0) {
 		fprintf(stderr, "test VM: %s\n", err);
 		exit(1);
 	}

@@ -10,6 +10,9 @@
 
 /* The VM: RAM, buses, clock thread, every registered device, cpus vCPUs. */
 struct vm *test_vm_create(unsigned cpus);
+/* The same from a configuration: cpus, memory, serial and -device specs
+ * (the console back end stays closed: console_fd is -1). */
+struct vm *test_vm_create_config(const struct vm_config *cfg);
 void test_vm_destroy(struct vm *vm);
 
 /* How often the stub engine was asked to kick the vCPU. */

@@ -9,7 +9,7 @@ static void usage(FILE *f)
 {
 	fprintf(f, "usage: vireo run --kernel PATH [--initrd PATH] [--cmdline STR] [--memory SIZE]\n"
 		   "                 [--cpus N] [--engine dbt|kvm|auto] [--serial stdio|none|file:PATH]\n"
-		   "                 [--stats]\n"
+		   "                 [--console serial|virtio] [--device SPEC]... [--stats]\n"
 		   "       vireo -kernel PATH [qemu-system-x86_64 options]   (the common QEMU spellings)\n"
 		   "       vireo --help | --version\n");
 }

@@ -92,16 +92,28 @@ static int parse_machine(struct vm_config *cfg, const char *spec)
 	return ret;
 }
 
-/* -device: only the isa-debug-exit Vireo always has, at port 0xf4. */
-static int parse_device(const char *spec)
+static int add_device(struct vm_config *cfg, const char *spec)
+{
+	if (cfg->ndevices == VM_MAX_DEVICES) {
+		fprintf(stderr, "vireo: too many devices (at most %d)\n", VM_MAX_DEVICES);
+		return -1;
+	}
+	cfg->devices[cfg->ndevices++] = spec;
+	return 0;
+}
+
+/* -device: the isa-debug-exit Vireo always has, at port 0xf4; any other
+ * spec goes to the VM, which knows its device models (virtio-rng-pci,
+ * virtio-serial-pci, virtconsole) and refuses the rest. */
+static int parse_device(struct vm_config *cfg, const char *spec)
 {
 	char *copy = strdup(spec), *save = NULL;
 	int ret = 0;
 	char *p = strtok_r(copy, ",", &save);
 
 	if (!p || strcmp(p, "isa-debug-exit")) {
-		ret = fail("unsupported device '%s'", spec);
-		goto out;
+		free(copy);
+		return add_device(cfg, spec);
 	}
 	while (!ret && (p = strtok_r(NULL, ",", &save))) {
 		if (!strncmp(p, "iobase=", 7)) {
@@ -115,9 +127,19 @@ static int parse_device(const char *spec)
 			ret = fail("unsupported isa-debug-exit property '%s'", p);
 		}
 	}
-out:
 	free(copy);
 	return ret;
+}
+
+/* --console: where the guest's console is. serial: the 16550 (always
+ * there); virtio: also a virtio console, hvc0 to Linux, on the same back end. */
+static int parse_console(struct vm_config *cfg, const char *s)
+{
+	if (!strcmp(s, "serial"))
+		return 0;
+	if (!strcmp(s, "virtio"))
+		return add_device(cfg, "virtio-serial-pci") || add_device(cfg, "virtconsole") ? -1 : 0;
+	return fail("unknown console '%s' (serial or virtio)", s);
 }
 
 static int parse_serial(struct vm_config *cfg, const char *s)
@@ -193,10 +215,14 @@ int vireo_run(int argc, char **argv)
 				return VM_EXIT_SETUP_ERROR;
 			bad = parse_serial(&cfg, v);
 			serial_set = true;
-		} else if (is(a, "-device")) {
+		} else if (is(a, "-device") || is(a, "--device")) {
 			if (!(v = option_value(argc, argv, &i, a)))
 				return VM_EXIT_SETUP_ERROR;
-			bad = parse_device(v);
+			bad = parse_device(&cfg, v);
+		} else if (is(a, "--console")) {
+			if (!(v = option_value(argc, argv, &i, a)))
+				return VM_EXIT_SETUP_ERROR;
+			bad = parse_console(&cfg, v);
 		} else if (is(a, "-display")) {
 			if (!(v = option_value(argc, argv, &i, a)))
 				return VM_EXIT_SETUP_ERROR;

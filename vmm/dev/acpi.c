@@ -4,7 +4,8 @@
  * describe what the other devices built: the LAPICs and the IOAPIC (MADT),
  * the PM and reset registers of power.c (FADT), the ECAM window of pci.c
  * (MCFG), and in the DSDT the S5 sleep type, COM1, the PCI root bridge with
- * its windows, the ECAM reservation and one processor object per vCPU.
+ * its windows and INTx routing (_PRT), the ECAM reservation and one
+ * processor object per vCPU.
  *
  * The tables use the start of the area, 0xe0000-0xeffff, and leave the F
  * segment to other firmware structures (SMBIOS, MP table).
@@ -397,6 +398,29 @@ static void res_dword_memory_window(struct aml *r, uint32_t min, uint32_t max)
 	aml_le(r, max - min + 1, 4);
 }
 
+/* ---- virtio: PCI INTx routing ---- */
+/* _PRT: INTA-INTD of every slot on bus 0 to the GSIs pci_intx_gsi names. A
+ * Source of 0 makes the last field a GSI, level-triggered and active low. */
+static void acpi_pci_prt(struct aml *a)
+{
+	aml_name(a, "_PRT");
+	aml_open(a, AML_PACKAGE);
+	aml_byte(a, 32 * 4);
+	for (unsigned slot = 0; slot < 32; slot++) {
+		for (unsigned pin = 0; pin < 4; pin++) {
+			aml_open(a, AML_PACKAGE);
+			aml_byte(a, 4);
+			aml_integer(a, (uint64_t)slot << 16 | 0xffff); /* any function of the slot */
+			aml_integer(a, pin);
+			aml_integer(a, 0);
+			aml_integer(a, pci_intx_gsi(slot, pin));
+			aml_close(a);
+		}
+	}
+	aml_close(a);
+}
+/* ---- end virtio ---- */
+
 /* The DSDT's definition block. */
 static void acpi_dsdt_aml(struct aml *a, unsigned cpus)
 {
@@ -426,6 +450,7 @@ static void acpi_dsdt_aml(struct aml *a, unsigned cpus)
 	res_word_window(&res, RES_SPACE_IO, RES_IO_ENTIRE_RANGE, PCI_IO_BASE, PCI_IO_BASE + PCI_IO_SIZE - 1);
 	res_dword_memory_window(&res, PCI_MMIO_BASE, PCI_MMIO_BASE + PCI_MMIO_SIZE - 1);
 	aml_name_resources(a, "_CRS", &res);
+	acpi_pci_prt(a); /* virtio */
 	aml_close(a);
 
 	/* Linux uses the MCFG's window only if a motherboard device claims it. */

@@ -69,6 +69,7 @@ void x86_state_flat32(struct x86_state *s, uint64_t entry)
 	s->tr = (struct x86_segment){.limit = 0xffff, .type = 11, .present = 1};
 	s->gdtr.limit = s->idtr.limit = 0xffff;
 	s->pat = 0x0007040600070406ull;
+	s->misc_enable = 1; /* fast strings, as firmware leaves it */
 	s->apic_base = 0xfee00000 | (1 << 11) | (1 << 8);
 	s->fpu.fcw = 0x37f;
 	s->fpu.mxcsr = 0x1f80;
@@ -127,6 +128,8 @@ int loader_load(struct vm *vm, const char *kernel, const char *initrd, const cha
 		return -EINVAL;
 	if (has_multiboot_header(image, size)) {
 		ret = loader_multiboot(vm, image, size, cmdline, initrd, bi, err, errlen);
+	} else if (linux_is_bzimage(image, size)) {
+		ret = loader_linux(vm, image, size, cmdline, initrd, bi, err, errlen);
 	} else if (size >= SELFMAG && !memcmp(image, ELFMAG, SELFMAG)) {
 		if (initrd) {
 			snprintf(err, errlen, "%s: a plain ELF64 kernel takes no initrd", kernel);
@@ -135,7 +138,7 @@ int loader_load(struct vm *vm, const char *kernel, const char *initrd, const cha
 			ret = loader_elf64(vm, image, size, cmdline, bi, err, errlen);
 		}
 	} else {
-		snprintf(err, errlen, "%s: not a multiboot or ELF64 image", kernel);
+		snprintf(err, errlen, "%s: not a multiboot, Linux bzImage or ELF64 image", kernel);
 		ret = -ENOEXEC;
 	}
 	free(image);
