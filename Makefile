@@ -1,6 +1,9 @@
 # Thin wrapper over meson and ninja: `make check` and `make run` do all set-up.
 #   make            install what is missing, configure, build
-#   make run        ... and boot the demo guest under Vireo
+#   make run        ... and boot a Debian Linux guest to a shell on the serial
+#                   console (tools/mkguest builds it; the first run downloads
+#                   the packages); with stdin not a terminal, a short demo
+#   make run-demo   ... and boot the bare-metal demo guest instead
 #   make check      ... and run every test; ends with "N passed, N failed"
 #   make SANITIZE=1 check   the same with AddressSanitizer + UBSan (build-san/)
 #   make TESTS=qemu/arith check   run only the tests whose names match
@@ -16,7 +19,7 @@ endif
 
 FUZZ_SECONDS ?= 30
 
-.PHONY: all deps build check run clean fuzz
+.PHONY: all deps build check run run-demo clean fuzz
 
 all: build
 
@@ -32,7 +35,18 @@ build: deps $(BUILD)/build.ninja
 check: build
 	@tests/check.sh $(BUILD) $(TESTS)
 
+# The Linux guest: GUEST=cloud or generic (Debian's kernel flavours).
+GUEST ?= cloud
+ENGINE ?= dbt
+CPUS ?= 2
 run: build
+	@tools/mkguest --out $(BUILD)/guest --flavour $(GUEST) >/dev/null
+	@if [ -t 0 ]; then what=; else what=vireo.script=/vireo/demo.sh; fi; \
+	set -x; $(BUILD)/tools/vireo run --engine $(ENGINE) --cpus $(CPUS) --memory 512M \
+		--kernel $(BUILD)/guest/$(GUEST)/vmlinuz --initrd $(BUILD)/guest/$(GUEST)/initrd.img \
+		--cmdline "console=ttyS0 $$what"
+
+run-demo: build
 	$(BUILD)/tools/vireo run --kernel $(BUILD)/drivers/guest/demo.elf
 
 fuzz:

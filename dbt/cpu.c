@@ -10,8 +10,13 @@
 
 #include "dbt/internal.h"
 
+/* Ordered like the guest's RDTSCP and LFENCE;RDTSC: without the fence the
+ * host may read its TSC before the loads the handlers did for earlier guest
+ * instructions (a spinlock, another vCPU's TSC reading) are complete, and
+ * TSCs read under a lock seem to go backwards between vCPUs. */
 uint64_t host_tsc(void)
 {
+	_mm_lfence();
 	return __rdtsc();
 }
 

@@ -265,11 +265,15 @@ HANDLER_UNUSED(h_cpuid)
 
 /* ---- interrupts and halting ---------------------------------------------------------------- */
 
+/* The run loop's halted state takes it from here: an interrupt already
+ * pending wakes the CPU at once (one that came in STI's shadow, or whose
+ * hint was taken while IF was clear), as on hardware; only a CPU with
+ * nothing to take returns VCPU_EXIT_HLT, so the VMM may sleep until the
+ * next interrupt wakes it. */
 HANDLER(h_hlt)
 {
 	need_cpl0(cpu);
 	cpu->s.halted = true;
-	cpu->exit_reason = VCPU_EXIT_HLT;
 	end_block(cpu, next_rip(d));
 }
 

@@ -111,6 +111,7 @@ enum {
 	DEVICE_SLOT_PCI,
 	DEVICE_SLOT_ACPI,
 	DEVICE_SLOT_VIRTIO, /* virtio: vmm/virtio/core.c's list of devices */
+	DEVICE_SLOT_HPET,
 	DEVICE_SLOT_COUNT = 16
 };
 
@@ -138,8 +139,14 @@ void pic_set_irq(struct vm *vm, unsigned line, bool level);
 int pic_pending_vector(struct vm *vm);
 int pic_acknowledge(struct vm *vm);
 
-/* Serial console output and input. */
+/* The serial console's host side (console.c): output to stdout or a file,
+ * input from stdin. console_read takes what input there is without
+ * waiting; console_has_input says whether any may still come. */
+int console_open(struct vm *vm, char *err, size_t errlen);
+void console_close(struct vm *vm);
 int console_write(struct vm *vm, const void *buf, size_t len);
+bool console_has_input(struct vm *vm);
+size_t console_read(struct vm *vm, void *buf, size_t len);
 
 /* ---- PCI ---------------------------------------------------------------- */
 
@@ -212,6 +219,14 @@ static inline unsigned pci_intx_gsi(unsigned slot, unsigned pin)
  * built; fills err with one line naming a spec no model takes. */
 int virtio_devices_check(const struct vm_config *cfg, char *err, size_t errlen);
 /* ---- end virtio ---- */
+
+/* ---- HPET --------------------------------------------------------------- */
+
+/* The event timer block of vmm/dev/hpet.c, which the ACPI HPET table
+ * describes: its address and the low half of its capabilities register. */
+#define HPET_BASE 0xfed00000ull
+#define HPET_SIZE 0x400
+uint32_t hpet_timer_block_id(void);
 
 /* ---- ACPI hardware ------------------------------------------------------ */
 

@@ -1,6 +1,5 @@
 /* The VM: memory, buses, devices, engine, vCPUs; run and stop. */
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -89,48 +88,6 @@ static const struct engine_ops *engine_pick(const char *name, char *err, size_t 
 	}
 	snprintf(err, errlen, "unknown engine '%s' (dbt, kvm or auto)", name);
 	return NULL;
-}
-
-static int console_open(struct vm *vm, char *err, size_t errlen)
-{
-	const char *s = vm->cfg.serial ? vm->cfg.serial : "stdio";
-
-	if (!strcmp(s, "stdio")) {
-		vm->console_fd = STDOUT_FILENO;
-		return 0;
-	}
-	if (!strcmp(s, "none")) {
-		vm->console_fd = -1;
-		return 0;
-	}
-	if (!strncmp(s, "file:", 5)) {
-		vm->console_fd = open(s + 5, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-		if (vm->console_fd < 0) {
-			snprintf(err, errlen, "cannot open serial file %s: %s", s + 5, strerror(errno));
-			return -errno;
-		}
-		return 0;
-	}
-	snprintf(err, errlen, "unknown serial back end '%s' (stdio, none or file:PATH)", s);
-	return -EINVAL;
-}
-
-int console_write(struct vm *vm, const void *buf, size_t len)
-{
-	const char *p = buf;
-
-	if (vm->console_fd < 0)
-		return 0;
-	while (len) {
-		ssize_t n = write(vm->console_fd, p, len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return -errno;
-		p += n;
-		len -= n;
-	}
-	return 0;
 }
 
 /* Engine, devices, vCPUs and the loaded image: what a reset rebuilds. RAM
@@ -298,8 +255,7 @@ void vm_destroy(struct vm *vm)
 	clock_stop(vm);
 	vm_disassemble(vm);
 	memory_destroy(vm);
-	if (vm->console_fd > STDERR_FILENO)
-		close(vm->console_fd);
+	console_close(vm);
 	bus_destroy(&vm->pio);
 	bus_destroy(&vm->mmio);
 	clock_destroy(vm);

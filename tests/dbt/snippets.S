@@ -331,6 +331,43 @@ SNIP lock_loop
 	hlt
 END lock_loop
 
+/* The same RIP (RCX) in two address spaces (CR3 = RBX, then RDX) runs
+ * different code; a global page (RSI) runs the same code in both. */
+SNIP cr3_switch
+	xor %eax, %eax
+	call *%rcx
+	call *%rsi
+	mov %rbx, %cr3
+	call *%rcx
+	call *%rsi
+	mov %rdx, %cr3
+	call *%rcx
+	hlt
+END cr3_switch
+
+/* Linux's check_tsc_warp: under a lock, read the last TSC any vCPU saw and
+ * RDTSCP; count the times it went backwards (DATA+0x110). RDI iterations. */
+SNIP tsc_warp
+1:	mov $1, %eax
+2:	xchg %eax, DATA + 0x100
+	test %eax, %eax
+	jz 3f
+	pause
+	jmp 2b
+3:	mov DATA + 0x108, %rsi
+	rdtscp
+	shl $32, %rdx
+	or %rax, %rdx
+	mov %rdx, DATA + 0x108
+	cmp %rsi, %rdx
+	jae 4f
+	lock incq DATA + 0x110
+4:	movl $0, DATA + 0x100
+	dec %rdi
+	jnz 1b
+	hlt
+END tsc_warp
+
 /* ---- x87 and SSE ------------------------------------------------------------------------ */
 
 SNIP fpu

@@ -68,6 +68,8 @@ SNIPPET(strings)
 SNIPPET(movs_fault)
 SNIPPET(atomics)
 SNIPPET(lock_loop)
+SNIPPET(tsc_warp)
+SNIPPET(cr3_switch)
 SNIPPET(fpu)
 SNIPPET(movaps_misaligned)
 SNIPPET(sse_div0)
@@ -592,6 +594,52 @@ static void test_atomics(void)
 	CHECK_EQ(h_rd64(&H, DATA), 2 * COUNTER_N);
 }
 
+static void *tsc_worker(void *arg)
+{
+	struct lock_thread *t = arg;
+	struct x86_state s;
+	h_state_long(&s);
+	s.gpr[RSP] = STACK_TOP - 0x1000 * t->h.cpu_index;
+	s.gpr[RDI] = COUNTER_N / 4;
+	h_set(&t->h, &s);
+	h_run(&t->h);
+	return NULL;
+}
+
+/* The vCPUs of a guest share one TSC: set moments apart (creation, boot
+ * state, SIPI) they agree exactly, and readings under a lock never go
+ * backwards from one vCPU to the other. */
+static void test_tsc(void)
+{
+	struct lock_thread t[2];
+	struct x86_state s;
+
+	current = "tsc/one clock";
+	h_init(&t[0].h, H.ram, 1);
+	usleep(20000);
+	h_init(&t[1].h, H.ram, 2);
+	h_state_long(&s);
+	h_set(&t[1].h, &s);
+	CHECK_EQ(dbt_cpu_tsc_offset(t[0].h.cpu), dbt_cpu_tsc_offset(t[1].h.cpu));
+	h_get(&t[0].h, &s);
+	usleep(20000);
+	h_set(&t[1].h, &s); /* a state saved 20 ms ago, as INIT/SIPI carries it */
+	CHECK_EQ(dbt_cpu_tsc_offset(t[0].h.cpu), dbt_cpu_tsc_offset(t[1].h.cpu));
+
+	current = "tsc/no warp between vCPUs";
+	h_load(&H, CODE, snip_tsc_warp, snip_tsc_warp_end);
+	h_wr64(&H, DATA + 0x100, 0);
+	h_wr64(&H, DATA + 0x108, 0);
+	h_wr64(&H, DATA + 0x110, 0);
+	for (int i = 0; i < 2; i++)
+		pthread_create(&t[i].tid, NULL, tsc_worker, &t[i]);
+	for (int i = 0; i < 2; i++) {
+		pthread_join(t[i].tid, NULL);
+		h_destroy(&t[i].h);
+	}
+	CHECK_EQ(h_rd64(&H, DATA + 0x110), 0);
+}
+
 static void test_fpu(void)
 {
 	struct x86_state s;
@@ -1019,7 +1067,11 @@ static void test_interrupts(void)
 	CHECK(s.gpr[RBX] > 1000, "the loop ran on: %" PRIu64, s.gpr[RBX]);
 	CHECK(s.rflags & 0x200, "IF");
 
-	current = "interrupts/sti; hlt";
+	/* The hint is taken while IF is clear, the interrupt is still pending
+	 * at the HLT in STI's shadow: it wakes the HLT at once. Returning
+	 * VCPU_EXIT_HLT instead would put the vCPU to sleep with no wake-up
+	 * to come (a Linux guest's idle loop lost its timer ticks so). */
+	current = "interrupts/sti; hlt with an interrupt pending";
 	h_wr64(&H, DATA + 0x300, 0);
 	START(sti_hlt, &s);
 	H.pending = 0x40;
@@ -1028,13 +1080,26 @@ static void test_interrupts(void)
 	e = h_run(&H);
 	h_get(&H, &s);
 	CHECK_EQ(e.reason, VCPU_EXIT_HLT);
-	CHECK_EQ(H.accepted, 0);
-	CHECK_EQ(s.rip, CODE + 2);
+	CHECK_EQ(H.accepted, 1);
+	CHECK_EQ(h_rd64(&H, DATA + 0x300), 1);
+	CHECK_EQ(h_rd64(&H, DATA + 0x308), STACK_TOP - 40);
+	CHECK_EQ(s.gpr[RCX], 77);
+	CHECK_EQ(s.rip, CODE + 8);
+
+	current = "interrupts/sti; hlt with nothing pending";
+	START(sti_hlt, &s);
+	H.pending = -1;
 	e = h_run(&H);
 	h_get(&H, &s);
 	CHECK_EQ(e.reason, VCPU_EXIT_HLT);
-	CHECK_EQ(H.accepted, 1);
-	CHECK_EQ(h_rd64(&H, DATA + 0x300), 1);
+	CHECK_EQ(s.rip, CODE + 2);
+	CHECK(s.halted, "halted");
+	H.pending = 0x40;
+	atomic_store(&H.hint, true);
+	e = h_run(&H);
+	h_get(&H, &s);
+	CHECK_EQ(e.reason, VCPU_EXIT_HLT);
+	CHECK_EQ(h_rd64(&H, DATA + 0x300), 2);
 	CHECK_EQ(s.gpr[RCX], 77);
 }
 
@@ -1062,6 +1127,43 @@ static void test_nmi(void)
 	CHECK_EQ(e.reason, VCPU_EXIT_HLT);
 	CHECK_EQ(H.nmis, 1);
 	H.nmis = 0;
+}
+
+/* Jump-cache entries are by RIP: after a CR3 write the same RIP runs the
+ * code of the new address space; a global page runs the same in both. */
+static void test_cr3_switch(void)
+{
+	const uint64_t as[2] = {0x40000, 0x44000}, code[2] = {0x48000, 0x49000}, shared = 0x4a000;
+	const uint64_t x = 0x8000000000ull, xg = x + 0x1000;
+	const uint8_t add1[] = {0x83, 0xc0, 0x01, 0xc3}, add16[] = {0x83, 0xc0, 0x10, 0xc3};
+	const uint8_t add256[] = {0x05, 0x00, 0x01, 0x00, 0x00, 0xc3};
+	struct x86_state s;
+
+	current = "jump cache/CR3 writes";
+	memcpy(H.ram + code[0], add1, sizeof(add1));
+	memcpy(H.ram + code[1], add16, sizeof(add16));
+	memcpy(H.ram + shared, add256, sizeof(add256));
+	for (int i = 0; i < 2; i++) {
+		uint64_t pml4 = as[i], pdpt = pml4 + 0x1000, pd = pml4 + 0x2000, pt = pml4 + 0x3000;
+		memcpy(H.ram + pml4, H.ram + PML4, 4096);
+		memset(H.ram + pdpt, 0, 3 * 4096);
+		h_wr64(&H, pml4 + 8, pdpt | 3);
+		h_wr64(&H, pdpt, pd | 3);
+		h_wr64(&H, pd, pt | 3);
+		h_wr64(&H, pt, code[i] | 3);
+		h_wr64(&H, pt + 8, shared | 3 | 0x100); /* global */
+	}
+	START(cr3_switch, &s);
+	s.cr3 = as[0];
+	s.gpr[RBX] = as[1];
+	s.gpr[RDX] = as[0];
+	s.gpr[RCX] = x;
+	s.gpr[RSI] = xg;
+	h_set(&H, &s);
+	struct vcpu_exit e = h_run(&H);
+	h_get(&H, &s);
+	CHECK_EQ(e.reason, VCPU_EXIT_HLT);
+	CHECK_EQ(s.gpr[RAX], 1 + 256 + 16 + 256 + 1);
 }
 
 static void test_smc(void)
@@ -1265,12 +1367,14 @@ int main(void)
 	    {"rings", test_rings},
 	    {"strings", test_strings},
 	    {"atomics", test_atomics},
+	    {"tsc", test_tsc},
 	    {"fpu", test_fpu},
 	    {"fpu against the host", test_fpu_host},
 	    {"devices", test_devices},
 	    {"interrupts", test_interrupts},
 	    {"nmi", test_nmi},
 	    {"smc", test_smc},
+	    {"jump cache", test_cr3_switch},
 	    {"paging", test_paging},
 	    {"legacy paging", test_paging_legacy},
 	    {"protected-mode interrupts", test_prot32_interrupts},

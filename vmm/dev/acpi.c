@@ -3,9 +3,9 @@
  * find the RSDP by scanning 0xe0000-0xfffff on 16-byte boundaries. They
  * describe what the other devices built: the LAPICs and the IOAPIC (MADT),
  * the PM and reset registers of power.c (FADT), the ECAM window of pci.c
- * (MCFG), and in the DSDT the S5 sleep type, COM1, the PCI root bridge with
- * its windows and INTx routing (_PRT), the ECAM reservation and one
- * processor object per vCPU.
+ * (MCFG), the HPET of hpet.c (HPET), and in the DSDT the S5 sleep type,
+ * COM1, the PCI root bridge with its windows and INTx routing (_PRT), the
+ * ECAM reservation and one processor object per vCPU.
  *
  * The tables use the start of the area, 0xe0000-0xeffff, and leave the F
  * segment to other firmware structures (SMBIOS, MP table).
@@ -127,11 +127,22 @@ struct acpi_mcfg {
 	uint32_t reserved1;
 } __attribute__((packed));
 
+struct acpi_hpet {
+	struct acpi_header header;
+	uint32_t timer_block_id; /* the low half of the capabilities register */
+	struct acpi_gas base;
+	uint8_t number;
+	uint16_t min_tick; /* in counter ticks: the shortest period to program */
+	uint8_t page_protection;
+} __attribute__((packed));
+_Static_assert(sizeof(struct acpi_hpet) == 56, "HPET table layout");
+
 enum { MADT_LAPIC = 0, MADT_IOAPIC = 1, MADT_OVERRIDE = 2, MADT_LAPIC_NMI = 4 };
 #define MADT_PCAT_COMPAT   0x1
 #define MADT_LAPIC_ENABLED 0x1
 #define MADT_LEVEL_HIGH	   0x000d /* active high, level triggered */
 
+#define GAS_SYSTEM_MEMORY 0
 #define GAS_SYSTEM_IO	1
 #define GAS_ACCESS_BYTE 1
 
@@ -604,10 +615,19 @@ static void acpi_mcfg(struct acpi_mcfg *m)
 	acpi_seal(&m->header);
 }
 
+static void acpi_hpet(struct acpi_hpet *t)
+{
+	acpi_header(&t->header, "HPET", sizeof(*t), 1);
+	t->timer_block_id = hpet_timer_block_id();
+	t->base = (struct acpi_gas){.space = GAS_SYSTEM_MEMORY, .bit_width = 64, .address = HPET_BASE};
+	t->min_tick = 100; /* 1 us */
+	acpi_seal(&t->header);
+}
+
 /* Lays every table out in the area; false if they do not fit. */
 static bool acpi_build(struct acpi_area *area, const struct aml *dsdt_aml, unsigned cpus)
 {
-	enum { FADT, MADT, MCFG, TABLES };
+	enum { FADT, MADT, MCFG, HPET, TABLES };
 	uint32_t rsdp_at = 0, dsdt_at = 0, facs_at = 0, at[TABLES] = {0}, xsdt_at = 0, rsdt_at = 0;
 	struct acpi_rsdp *rsdp = area_alloc(area, sizeof(*rsdp), 16, &rsdp_at);
 	struct acpi_header *dsdt = area_alloc(area, sizeof(*dsdt) + dsdt_aml->len, 16, &dsdt_at);
@@ -615,10 +635,11 @@ static bool acpi_build(struct acpi_area *area, const struct aml *dsdt_aml, unsig
 	struct acpi_fadt *fadt = area_alloc(area, sizeof(*fadt), 16, &at[FADT]);
 	struct acpi_madt *madt = area_alloc(area, madt_size(cpus), 16, &at[MADT]);
 	struct acpi_mcfg *mcfg = area_alloc(area, sizeof(*mcfg), 16, &at[MCFG]);
+	struct acpi_hpet *hpet = area_alloc(area, sizeof(*hpet), 16, &at[HPET]);
 	struct acpi_header *xsdt = area_alloc(area, sizeof(*xsdt) + TABLES * 8, 16, &xsdt_at);
 	struct acpi_header *rsdt = area_alloc(area, sizeof(*rsdt) + TABLES * 4, 16, &rsdt_at);
 
-	if (!rsdp || !dsdt || !facs || !fadt || !madt || !mcfg || !xsdt || !rsdt)
+	if (!rsdp || !dsdt || !facs || !fadt || !madt || !mcfg || !hpet || !xsdt || !rsdt)
 		return false;
 
 	acpi_header(dsdt, "DSDT", sizeof(*dsdt) + dsdt_aml->len, 2);
@@ -632,6 +653,7 @@ static bool acpi_build(struct acpi_area *area, const struct aml *dsdt_aml, unsig
 	acpi_fadt(fadt, dsdt_at, facs_at);
 	acpi_madt(madt, cpus);
 	acpi_mcfg(mcfg);
+	acpi_hpet(hpet);
 
 	acpi_header(xsdt, "XSDT", sizeof(*xsdt) + TABLES * 8, 1);
 	acpi_header(rsdt, "RSDT", sizeof(*rsdt) + TABLES * 4, 1);

@@ -1,4 +1,6 @@
-/* The 16550A UART at 0x3f8 (COM1, ISA IRQ 4): the serial console. */
+/* The 16550A UART at 0x3f8 (COM1, ISA IRQ 4): the serial console. Input
+ * from the console (console.c) is taken when the receive FIFO has room:
+ * every RX_POLL_NS on the clock thread and whenever the guest empties it. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -7,6 +9,7 @@
 #define COM1_BASE 0x3f8
 #define COM1_IRQ 4
 #define FIFO_SIZE 16
+#define RX_POLL_NS 10000000ull
 
 enum { RBR_THR = 0, IER = 1, IIR_FCR = 2, LCR = 3, MCR = 4, LSR = 5, MSR = 6, SCR = 7 };
 
@@ -33,6 +36,7 @@ struct uart {
 	uint8_t rx[FIFO_SIZE];
 	unsigned rx_head, rx_count;
 	bool irq_level;
+	struct vm_timer rx_poll;
 };
 
 static uint8_t uart_iir(struct uart *u)
@@ -59,6 +63,32 @@ static void uart_rx_push(struct uart *u, uint8_t c)
 		u->rx[(u->rx_head + u->rx_count++) % FIFO_SIZE] = c;
 }
 
+/* Moves console input into the receive FIFO while it has room. Lock held. */
+static void uart_rx_fill(struct uart *u)
+{
+	uint8_t buf[FIFO_SIZE];
+
+	if (u->mcr & MCR_LOOP)
+		return;
+	size_t n = console_read(u->vm, buf, FIFO_SIZE - u->rx_count);
+	for (size_t i = 0; i < n; i++)
+		uart_rx_push(u, buf[i]);
+}
+
+static void uart_rx_poll(void *opaque)
+{
+	struct uart *u = opaque;
+	bool level;
+
+	pthread_mutex_lock(&u->lock);
+	uart_rx_fill(u);
+	level = uart_update_irq(u);
+	pthread_mutex_unlock(&u->lock);
+	irq_set_level(u->vm, COM1_IRQ, level);
+	if (console_has_input(u->vm))
+		timer_arm(u->vm, &u->rx_poll, clock_now_ns() + RX_POLL_NS);
+}
+
 static uint64_t uart_read(void *opaque, struct vcpu *vcpu, uint64_t offset, unsigned size)
 {
 	struct uart *u = opaque;
@@ -75,7 +105,8 @@ static uint64_t uart_read(void *opaque, struct vcpu *vcpu, uint64_t offset, unsi
 		} else if (u->rx_count) {
 			v = u->rx[u->rx_head];
 			u->rx_head = (u->rx_head + 1) % FIFO_SIZE;
-			u->rx_count--;
+			if (--u->rx_count == 0)
+				uart_rx_fill(u);
 		}
 		break;
 	case IER:
@@ -177,6 +208,9 @@ static int uart_init(struct vm *vm)
 		return -ENOMEM;
 	u->vm = vm;
 	pthread_mutex_init(&u->lock, NULL);
+	timer_init(&u->rx_poll, uart_rx_poll, u);
+	if (console_has_input(vm))
+		timer_arm(vm, &u->rx_poll, clock_now_ns() + RX_POLL_NS);
 	vm->devices[DEVICE_SLOT_UART] = u;
 	return bus_register(vm, BUS_PIO, COM1_BASE, 8, &uart_ops, u, "uart16550");
 }
@@ -186,6 +220,7 @@ static void uart_exit(struct vm *vm)
 	struct uart *u = the_uart(vm);
 	if (!u)
 		return;
+	timer_cancel(vm, &u->rx_poll);
 	pthread_mutex_destroy(&u->lock);
 	free(u);
 	vm->devices[DEVICE_SLOT_UART] = NULL;

@@ -20,22 +20,21 @@
 
 /* Where the loader puts the zero page and the command line, inside the
  * boot structures' area (BOOT_INFO..BOOT_INFO_END). */
-#define LINUX_ZERO_PAGE BOOT_INFO
-#define LINUX_CMDLINE (BOOT_INFO + 0x1000)
+#define LINUX_ZERO_PAGE	  BOOT_INFO
+#define LINUX_CMDLINE	  (BOOT_INFO + 0x1000)
 #define LINUX_CMDLINE_MAX (BOOT_INFO_END - LINUX_CMDLINE)
 
 #define SETUP_HEADER_OFFSET 0x1f1
-#define SETUP_HEADER_MAGIC 0x53726448 /* "HdrS" */
-#define BOOT_FLAG 0xaa55
-#define SECTOR 512
+#define SETUP_HEADER_MAGIC  0x53726448 /* "HdrS" */
+#define BOOT_FLAG	    0xaa55
+#define SECTOR		    512
 #define DEFAULT_SETUP_SECTS 4
-#define ENTRY64_OFFSET 0x200
-#define LOW_LOAD_ADDR 0x100000ull /* where a kernel that cannot move runs */
-#define DEFAULT_INITRD_ADDR_MAX 0x37ffffffull /* before protocol 2.03 */
+#define ENTRY64_OFFSET	    0x200
+#define LOW_LOAD_ADDR	    0x100000ull /* where a kernel that cannot move runs */
 
-#define LOADED_HIGH (1u << 0)
-#define CAN_USE_HEAP (1u << 7)
-#define XLF_KERNEL_64 (1u << 0)
+#define LOADED_HIGH	 (1u << 0)
+#define CAN_USE_HEAP	 (1u << 7)
+#define XLF_KERNEL_64	 (1u << 0)
 #define LOADER_UNDEFINED 0xff
 /* The real-mode heap ends at 0xe000 of a setup segment the 64-bit entry
  * never uses; set as boot.rst asks of a loader that enables the heap. */
@@ -69,8 +68,8 @@ struct setup_header {
 	uint32_t init_size, handover_offset, kernel_info_offset;
 } __attribute__((packed));
 
-#define HDR_END(field) (SETUP_HEADER_OFFSET + offsetof(struct setup_header, field) + \
-			sizeof(((struct setup_header *)0)->field))
+#define HDR_END(field)                                                                                                 \
+	(SETUP_HEADER_OFFSET + offsetof(struct setup_header, field) + sizeof(((struct setup_header *)0)->field))
 
 struct boot_params {
 	uint8_t screen_info[0x40];
@@ -135,19 +134,15 @@ static int linux_layout(struct vm *vm, const struct setup_header *h, uint64_t ke
 			char *err, size_t errlen)
 {
 	uint64_t low_end = vm->mem.low_size;
-	uint64_t align = 1, need = kernel_size * 4;
-	bool relocatable = h->version >= 0x205 && h->relocatable_kernel;
+	uint64_t align = h->kernel_alignment, need = kernel_size * 4;
 
 	l->kernel_size = kernel_size;
 	l->load = LOW_LOAD_ADDR;
 	l->span_start = LOW_LOAD_ADDR;
-	if (h->version >= 0x205) {
-		align = h->kernel_alignment;
-		if (align < 4096 || align > (1ull << 30) || (align & (align - 1))) {
-			snprintf(err, errlen, "kernel_alignment 0x%x is not a power of two between 4 KiB and 1 GiB",
-				 h->kernel_alignment);
-			return -ENOEXEC;
-		}
+	if (align < 4096 || align > (1ull << 30) || (align & (align - 1))) {
+		snprintf(err, errlen, "kernel_alignment 0x%x is not a power of two between 4 KiB and 1 GiB",
+			 h->kernel_alignment);
+		return -ENOEXEC;
 	}
 	if (h->version >= 0x20a) {
 		/* Protocol 2.10 gives the decompressor's footprint; before it,
@@ -164,7 +159,7 @@ static int linux_layout(struct vm *vm, const struct setup_header *h, uint64_t ke
 				 (unsigned long long)h->pref_address);
 			return -ENOEXEC;
 		}
-		if (relocatable)
+		if (h->relocatable_kernel)
 			l->load = h->pref_address;
 		l->span_start = h->pref_address > align_up(l->load, align) ? h->pref_address : align_up(l->load, align);
 	}
@@ -185,22 +180,22 @@ static int linux_layout(struct vm *vm, const struct setup_header *h, uint64_t ke
 static int linux_initrd_load(struct vm *vm, const char *path, const struct setup_header *h,
 			     const struct linux_layout *l, uint32_t *addr, uint32_t *size, char *err, size_t errlen)
 {
-	uint64_t max = h->version >= 0x203 ? h->initrd_addr_max : DEFAULT_INITRD_ADDR_MAX;
 	uint64_t limit = vm->mem.low_size;
 	struct stat st;
 	int ret = 0, fd = open(path, O_RDONLY | O_CLOEXEC);
 
 	if (fd < 0) {
-		snprintf(err, errlen, "cannot open initrd %s: %s", path, strerror(errno));
-		return -errno;
+		ret = -errno;
+		snprintf(err, errlen, "cannot open initrd %s: %s", path, strerror(-ret));
+		return ret;
 	}
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
 		snprintf(err, errlen, "initrd %s is not a regular file", path);
 		ret = -EINVAL;
 		goto out;
 	}
-	if (max + 1 < limit)
-		limit = max + 1;
+	if ((uint64_t)h->initrd_addr_max + 1 < limit)
+		limit = (uint64_t)h->initrd_addr_max + 1;
 	uint64_t len = st.st_size;
 	if (len > limit || ((limit - len) & ~4095ull) < l->span_end) {
 		snprintf(err, errlen,
@@ -260,20 +255,24 @@ int loader_linux(struct vm *vm, const uint8_t *image, size_t size, const char *c
 		snprintf(err, errlen, "not a Linux bzImage (no \"HdrS\" at 0x202)");
 		return -ENOEXEC;
 	}
-	/* The header ends at 0x202 plus the jump's displacement (boot.rst). */
+	/* The header ends at 0x202 plus the jump's displacement (boot.rst);
+	 * what lies past the fields Vireo knows goes to the zero page too, up
+	 * to the fields that follow the header there. */
 	size_t hdr_end = 0x202 + (size_t)image[0x201];
 	if (hdr_end > size)
 		hdr_end = size;
-	if (hdr_end > offsetof(struct boot_params, pad7))
-		hdr_end = offsetof(struct boot_params, pad7);
+	if (hdr_end > offsetof(struct boot_params, edd_mbr_sig_buffer))
+		hdr_end = offsetof(struct boot_params, edd_mbr_sig_buffer);
 	if (hdr_end < HDR_END(version)) {
 		snprintf(err, errlen, "setup header is truncated (ends at 0x%zx)", hdr_end);
 		return -ENOEXEC;
 	}
-	memcpy(&h, image + SETUP_HEADER_OFFSET, hdr_end - SETUP_HEADER_OFFSET);
+	size_t known_end = hdr_end < HDR_END(kernel_info_offset) ? hdr_end : HDR_END(kernel_info_offset);
+	memcpy(&h, image + SETUP_HEADER_OFFSET, known_end - SETUP_HEADER_OFFSET);
 
 	if (h.version < 0x206) {
-		snprintf(err, errlen, "Linux boot protocol %u.%02u is too old: Vireo needs 2.06 or later (Linux 2.6.22+)",
+		snprintf(err, errlen,
+			 "Linux boot protocol %u.%02u is too old: Vireo needs 2.06 or later (Linux 2.6.22+)",
 			 h.version >> 8, h.version & 0xff);
 		return -ENOTSUP;
 	}
@@ -318,7 +317,7 @@ int loader_linux(struct vm *vm, const uint8_t *image, size_t size, const char *c
 	/* The zero page: the setup header as the image has it, then what a
 	 * boot loader fills in. */
 	memset(bp, 0, sizeof(*bp));
-	memcpy(&bp->hdr, image + SETUP_HEADER_OFFSET, hdr_end - SETUP_HEADER_OFFSET);
+	memcpy((uint8_t *)bp + SETUP_HEADER_OFFSET, image + SETUP_HEADER_OFFSET, hdr_end - SETUP_HEADER_OFFSET);
 	bp->hdr.type_of_loader = LOADER_UNDEFINED;
 	bp->hdr.loadflags = h.loadflags | CAN_USE_HEAP;
 	bp->hdr.heap_end_ptr = HEAP_END_PTR;
