@@ -143,11 +143,12 @@ struct settle {
 static bool settled(void *arg)
 {
 	unsigned q = ((struct settle *)arg)->q;
-	uint16_t used = __atomic_load_n((uint16_t *)gpa_to_hva(vm, RINGS + 0x1000 * q + 0x800 + 2, 2), __ATOMIC_ACQUIRE);
+	uint16_t used =
+	    __atomic_load_n((uint16_t *)gpa_to_hva(vm, RINGS + 0x1000 * q + 0x800 + 2, 2), __ATOMIC_ACQUIRE);
 	uint8_t status = bar_read(0x14, 1);
 
-	return used == avail_idx[q] || (status & (VIRTIO_STATUS_DRIVER_OK | VIRTIO_STATUS_NEEDS_RESET)) !=
-					       VIRTIO_STATUS_DRIVER_OK;
+	return used == avail_idx[q] ||
+	       (status & (VIRTIO_STATUS_DRIVER_OK | VIRTIO_STATUS_NEEDS_RESET)) != VIRTIO_STATUS_DRIVER_OK;
 }
 
 /* Reads n operand bytes, or fails at the end of the input. */

@@ -143,8 +143,8 @@ static void ring_setup(struct ring *r, struct vdev *d, unsigned index, uint16_t 
 {
 	uint64_t base = RING_BASE + 0x10000 * d->slot + 0x4000 * index;
 
-	*r = (struct ring){.d = d, .index = index, .size = size, .desc = base, .avail = base + 0x1000,
-			   .used = base + 0x2000};
+	*r = (struct ring){
+	    .d = d, .index = index, .size = size, .desc = base, .avail = base + 0x1000, .used = base + 0x2000};
 	memset(hva(base), 0, 0x3000);
 	cc_write(d, CC_Q_SELECT, 2, index);
 	cc_write(d, CC_Q_SIZE, 2, size);
@@ -300,13 +300,13 @@ static void test_config(struct vdev *d, struct vdev *ro)
 	test_check(f & VIRTIO_BIT(F_SEG_MAX) && f & VIRTIO_BIT(F_BLK_SIZE) && f & VIRTIO_BIT(F_FLUSH) &&
 		       f & VIRTIO_BIT(F_MQ) && !(f & VIRTIO_BIT(F_RO)),
 		   "offers SEG_MAX, BLK_SIZE, FLUSH, MQ, not RO", "features 0x%llx", (unsigned long long)f);
-	test_check(f & VIRTIO_BIT(F_DISCARD) && f & VIRTIO_BIT(F_WRITE_ZEROES), "a raw image offers DISCARD and WRITE_ZEROES",
-		   "features 0x%llx", (unsigned long long)f);
+	test_check(f & VIRTIO_BIT(F_DISCARD) && f & VIRTIO_BIT(F_WRITE_ZEROES),
+		   "a raw image offers DISCARD and WRITE_ZEROES", "features 0x%llx", (unsigned long long)f);
 	test_check_eq("max_discard_seg", 16, dev_cfg(d, 40, 4));
 	test_check_eq("write_zeroes_may_unmap", 1, dev_cfg(d, 56, 1));
 	f = offered(ro);
-	test_check(f & VIRTIO_BIT(F_RO) && !(f & VIRTIO_BIT(F_DISCARD)), "read-only: RO, no DISCARD",
-		   "features 0x%llx", (unsigned long long)f);
+	test_check(f & VIRTIO_BIT(F_RO) && !(f & VIRTIO_BIT(F_DISCARD)), "read-only: RO, no DISCARD", "features 0x%llx",
+		   (unsigned long long)f);
 	test_check_eq("read-only: one queue by default (one vCPU)", 1, dev_cfg(ro, 34, 2));
 }
 
@@ -572,8 +572,9 @@ int main(void)
 	test_check_eq("PCI class: mass storage", 0x01, cfg_read(d.slot, 0x0b, 1));
 	test_config(&d, &ro);
 
-	start(&d, VIRTIO_BIT(F_SEG_MAX) | VIRTIO_BIT(F_FLUSH) | VIRTIO_BIT(F_MQ) | VIRTIO_BIT(F_DISCARD) |
-		      VIRTIO_BIT(F_WRITE_ZEROES) | VIRTIO_BIT(VIRTIO_F_EVENT_IDX),
+	start(&d,
+	      VIRTIO_BIT(F_SEG_MAX) | VIRTIO_BIT(F_FLUSH) | VIRTIO_BIT(F_MQ) | VIRTIO_BIT(F_DISCARD) |
+		  VIRTIO_BIT(F_WRITE_ZEROES) | VIRTIO_BIT(VIRTIO_F_EVENT_IDX),
 	      rings, 2, 256);
 	test_read_write(&rings[0], &rings[1]);
 	test_many(&rings[0], &rings[1]);

@@ -184,8 +184,10 @@ static int add_drive(struct vm_config *cfg, char *copy, const char *file, const 
 	d = &cfg->drives[n];
 	snprintf(drive_devices[n], sizeof(drive_devices[n]), "virtio-blk-pci,drive=%s", id);
 	drive_specs[n] = copy;
-	*d = (struct vm_drive){.id = drive_devices[n] + strlen("virtio-blk-pci,drive="), .file = file,
-			       .format = format, .read_only = read_only};
+	*d = (struct vm_drive){.id = drive_devices[n] + strlen("virtio-blk-pci,drive="),
+			       .file = file,
+			       .format = format,
+			       .read_only = read_only};
 	cfg->ndrives++;
 	return virtio ? add_device(cfg, drive_devices[n]) : 0;
 }

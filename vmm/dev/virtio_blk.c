@@ -27,16 +27,16 @@
 #include "vmm/block/block.h"
 #include "vmm/virtio/virtio.h"
 
-#define BLK_QUEUE_SIZE	     256
-#define BLK_MAX_QUEUES	     64
-#define BLK_RING_ENTRIES     256
-#define BLK_ID_BYTES	     20 /* GET_ID's answer: the serial, NUL-padded */
-#define BLK_HEADER	     16 /* struct virtio_blk_outhdr */
-#define BLK_RANGE	     16 /* struct virtio_blk_discard_write_zeroes */
-#define BLK_RANGES_MAX	     16 /* ranges in one discard or write-zeroes request */
-#define BLK_RANGE_SECTORS    0x3fffff
-#define BLK_DISCARD_ALIGN    8 /* sectors: the host file system's 4 KiB blocks */
-#define PCI_CLASS_STORAGE    0x010000
+#define BLK_QUEUE_SIZE	  256
+#define BLK_MAX_QUEUES	  64
+#define BLK_RING_ENTRIES  256
+#define BLK_ID_BYTES	  20 /* GET_ID's answer: the serial, NUL-padded */
+#define BLK_HEADER	  16 /* struct virtio_blk_outhdr */
+#define BLK_RANGE	  16 /* struct virtio_blk_discard_write_zeroes */
+#define BLK_RANGES_MAX	  16 /* ranges in one discard or write-zeroes request */
+#define BLK_RANGE_SECTORS 0x3fffff
+#define BLK_DISCARD_ALIGN 8 /* sectors: the host file system's 4 KiB blocks */
+#define PCI_CLASS_STORAGE 0x010000
 
 enum {
 	BLK_F_SEG_MAX = 2,
@@ -84,8 +84,8 @@ struct blk_io {
 	int fd;
 	int mode; /* fallocate's */
 	uint64_t offset;
-	uint64_t length;      /* bytes still to move */
-	unsigned iov_first;   /* in req->iov */
+	uint64_t length;    /* bytes still to move */
+	unsigned iov_first; /* in req->iov */
 	unsigned iovcnt;
 	struct blk_io *next; /* waiting for a free submission slot */
 };
@@ -95,9 +95,9 @@ struct blk_request {
 	struct virtq *vq;
 	uint32_t type;
 	uint8_t status;
-	bool writes;	  /* counts in writes_in_flight */
-	uint32_t written; /* bytes written into the guest's buffers, status included */
-	unsigned pending; /* submissions not yet completed */
+	bool writes;			   /* counts in writes_in_flight */
+	uint32_t written;		   /* bytes written into the guest's buffers, status included */
+	unsigned pending;		   /* submissions not yet completed */
 	struct iovec data[VIRTQ_MAX_SIZE]; /* the data part of the guest's buffers */
 	unsigned ndata;
 	struct iovec *iov; /* data cut at extent boundaries, one run per blk_io */
@@ -398,8 +398,12 @@ static int blk_map_data(struct virtio_blk *blk, struct blk_request *req, uint64_
 		if (ext.kind == BLOCK_EXTENT_DATA) {
 			if (!(io = blk_io_add(req)))
 				return -ENOMEM;
-			*io = (struct blk_io){.req = req, .op = write ? BLK_IO_WRITE : BLK_IO_READ, .fd = ext.fd,
-					      .offset = ext.offset, .length = ext.length, .iov_first = req->niov};
+			*io = (struct blk_io){.req = req,
+					      .op = write ? BLK_IO_WRITE : BLK_IO_READ,
+					      .fd = ext.fd,
+					      .offset = ext.offset,
+					      .length = ext.length,
+					      .iov_first = req->niov};
 		}
 		for (uint64_t need = ext.length; need;) {
 			struct iovec *d = &req->data[seg];
@@ -480,6 +484,8 @@ static void blk_discard(struct virtio_blk *blk, struct blk_request *req)
 	unsigned ranges = (vr->out_len - BLK_HEADER) / BLK_RANGE;
 
 	if (!blk->discard) {
+		virtio_device_warn(&blk->vdev, "%s request %u, which the disk does not offer",
+				   zeroes ? "write-zeroes" : "discard", vr->head);
 		req->status = block_read_only(blk->img) ? BLK_S_IOERR : BLK_S_UNSUPP;
 		return;
 	}
@@ -496,6 +502,7 @@ static void blk_discard(struct virtio_blk *blk, struct blk_request *req)
 		} r;
 		struct block_extent ext;
 		struct blk_io *io;
+		bool keep;
 		int ret;
 
 		virtq_req_read(vr, BLK_HEADER + i * BLK_RANGE, &r, sizeof(r));
@@ -506,12 +513,14 @@ static void blk_discard(struct virtio_blk *blk, struct blk_request *req)
 		}
 		if (r.sectors > BLK_RANGE_SECTORS || !blk_in_disk(blk, r.sector, (uint64_t)r.sectors * BLOCK_SECTOR)) {
 			virtio_device_warn(&blk->vdev, "%s of %u sectors at sector %llu: beyond the end of the disk",
-					   zeroes ? "write-zeroes" : "discard", r.sectors, (unsigned long long)r.sector);
+					   zeroes ? "write-zeroes" : "discard", r.sectors,
+					   (unsigned long long)r.sector);
 			req->status = BLK_S_IOERR;
 			return;
 		}
 		if (!r.sectors)
 			continue;
+		keep = zeroes && !(r.flags & BLK_WRITE_ZEROES_UNMAP); /* zeros, but still allocated */
 		/* A raw image: one extent, the same range of the file. */
 		ret = block_map(blk->img, r.sector * BLOCK_SECTOR, (uint64_t)r.sectors * BLOCK_SECTOR, true, &ext);
 		if (ret < 0 || !(io = blk_io_add(req))) {
@@ -519,11 +528,13 @@ static void blk_discard(struct virtio_blk *blk, struct blk_request *req)
 				 ret < 0 ? -ret : ENOMEM);
 			return;
 		}
-		*io = (struct blk_io){.req = req, .op = BLK_IO_FALLOCATE, .fd = ext.fd, .offset = ext.offset,
-				      .length = ext.length,
-				      .mode = FALLOC_FL_KEEP_SIZE | (zeroes && !(r.flags & BLK_WRITE_ZEROES_UNMAP)
-									 ? FALLOC_FL_ZERO_RANGE
-									 : FALLOC_FL_PUNCH_HOLE)};
+		*io =
+		    (struct blk_io){.req = req,
+				    .op = BLK_IO_FALLOCATE,
+				    .fd = ext.fd,
+				    .offset = ext.offset,
+				    .length = ext.length,
+				    .mode = FALLOC_FL_KEEP_SIZE | (keep ? FALLOC_FL_ZERO_RANGE : FALLOC_FL_PUNCH_HOLE)};
 	}
 	req->writes = true;
 	req->written = 1;
@@ -703,8 +714,8 @@ static void *blk_io_thread(void *arg)
 static uint64_t blk_features(struct virtio_device *dev)
 {
 	struct virtio_blk *blk = dev->priv;
-	uint64_t f = VIRTIO_BIT(BLK_F_SEG_MAX) | VIRTIO_BIT(BLK_F_BLK_SIZE) | VIRTIO_BIT(BLK_F_FLUSH) |
-		     VIRTIO_BIT(BLK_F_MQ);
+	uint64_t f =
+	    VIRTIO_BIT(BLK_F_SEG_MAX) | VIRTIO_BIT(BLK_F_BLK_SIZE) | VIRTIO_BIT(BLK_F_FLUSH) | VIRTIO_BIT(BLK_F_MQ);
 
 	if (block_read_only(blk->img))
 		f |= VIRTIO_BIT(BLK_F_RO);
@@ -875,7 +886,7 @@ static int blk_check(const struct virtio_spec *spec, char *err, size_t errlen)
 		snprintf(err, errlen, "%s needs drive=ID, the id of a -drive", spec->driver);
 		return -EINVAL;
 	}
-	if (!(drive = blk_find_drive(spec->cfg, id))) {
+	if (!(drive = blk_find_drive(spec->cfg, id)) || !drive->file) {
 		snprintf(err, errlen, "%s: drive '%s' not found (no -drive with id=%s)", spec->driver, id, id);
 		return -EINVAL;
 	}
@@ -886,7 +897,8 @@ static int blk_check(const struct virtio_spec *spec, char *err, size_t errlen)
 
 		if (*earlier.props)
 			earlier.props++;
-		if (!is_blk(spec->cfg->devices[i]) || !virtio_spec_prop(&earlier, "drive", other_id, sizeof(other_id)) ||
+		if (!is_blk(spec->cfg->devices[i]) ||
+		    !virtio_spec_prop(&earlier, "drive", other_id, sizeof(other_id)) ||
 		    !(other = blk_find_drive(spec->cfg, other_id)))
 			continue;
 		if (other == drive) {
@@ -901,7 +913,8 @@ static int blk_check(const struct virtio_spec *spec, char *err, size_t errlen)
 		}
 	}
 	if (virtio_spec_prop(spec, "serial", serial, sizeof(serial)) && strlen(serial) > BLK_ID_BYTES) {
-		snprintf(err, errlen, "%s: serial '%s' is longer than %d characters", spec->driver, serial, BLK_ID_BYTES);
+		snprintf(err, errlen, "%s: serial '%s' is longer than %d characters", spec->driver, serial,
+			 BLK_ID_BYTES);
 		return -EINVAL;
 	}
 	if (!blk_num_queues(spec)) {
