@@ -178,7 +178,6 @@ static void blk_fail(struct virtio_blk *blk, struct blk_request *req, const char
 static void blk_submit(struct virtio_blk *blk, struct blk_io *io)
 {
 	struct io_uring_sqe *sqe = io_uring_get_sqe(&blk->ring);
-	struct iovec *iov = io->req->iov + io->iov_first;
 
 	if (!sqe && io_uring_submit(&blk->ring) >= 0)
 		sqe = io_uring_get_sqe(&blk->ring);
@@ -189,8 +188,10 @@ static void blk_submit(struct virtio_blk *blk, struct blk_io *io)
 		return;
 	}
 	switch (io->op) {
-	case BLK_IO_READ: io_uring_prep_readv(sqe, io->fd, iov, io->iovcnt, io->offset); break;
-	case BLK_IO_WRITE: io_uring_prep_writev(sqe, io->fd, iov, io->iovcnt, io->offset); break;
+	case BLK_IO_READ: io_uring_prep_readv(sqe, io->fd, &io->req->iov[io->iov_first], io->iovcnt, io->offset); break;
+	case BLK_IO_WRITE:
+		io_uring_prep_writev(sqe, io->fd, &io->req->iov[io->iov_first], io->iovcnt, io->offset);
+		break;
 	case BLK_IO_FALLOCATE: io_uring_prep_fallocate(sqe, io->fd, io->mode, io->offset, io->length); break;
 	}
 	io_uring_sqe_set_data(sqe, io);
