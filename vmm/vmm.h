@@ -221,6 +221,17 @@ void timer_cancel(struct vm *vm, struct vm_timer *t);
 /* ---- VM and vCPUs ------------------------------------------------------- */
 
 #define VM_MAX_DEVICES 32 /* virtio: -device specs per VM */
+/* ---- block: disk images ---- */
+#define VM_MAX_DRIVES 16
+
+/* A -drive: a disk image that a block device names (drive=ID). */
+struct vm_drive {
+	const char *id;
+	const char *file;
+	const char *format; /* "raw", "qcow2", or NULL to probe */
+	bool read_only;
+};
+/* ---- end block ---- */
 
 struct vm_config {
 	const char *kernel, *initrd, *cmdline;
@@ -236,6 +247,10 @@ struct vm_config {
 	const char *devices[VM_MAX_DEVICES];
 	unsigned ndevices;
 	/* ---- end virtio ---- */
+	/* ---- block: the -drive images, which -device specs use ---- */
+	struct vm_drive drives[VM_MAX_DRIVES];
+	unsigned ndrives;
+	/* ---- end block ---- */
 };
 
 /* Exit statuses of vm_run. A guest's debug-exit write of v gives (v << 1) | 1,

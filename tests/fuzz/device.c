@@ -9,11 +9,16 @@
  *   1 write  u16 off, u8 size, u64 value   BAR 0 write (sizes 1/2/4/8)
  *   2 read   u16 off, u8 size              BAR 0 read
  *   3 config u8 reg, u8 size, u32 value    configuration space write
- *   4 poke   u16 off, u8 n, n bytes        guest RAM in the 128 KiB window
+ *   4 poke   u16 off, u8 n, n bytes        guest RAM in the 128 KiB window, at
+ *                                          2 * off: rings and buffers
  *   5 desc   u8 q, u8 i, u16 off, u16 len, u8 flags, u8 next
  *                           descriptor i of queue q, its buffer in the window
  *   6 post   u8 q, u8 head  makes a chain available
- *   7 kick   u8 q           rings queue q's doorbell
+ *   7 kick   u8 q           rings queue q's doorbell, then waits a little
+ *                           (at most SETTLE_NS) for the device to use what
+ *                           was made available, as a driver would: devices
+ *                           that complete from their own thread (virtio-blk)
+ *                           are fuzzed as deterministically as the others
  *
  * The device must survive whatever the program does, and never touch
  * memory outside guest RAM (ASan watches the rest of the process).
@@ -33,6 +38,7 @@
 #define QSIZE	    8
 #define MAX_QUEUES  8
 #define BAR_SIZE    0x8000
+#define SETTLE_NS   20000000ull
 
 static struct vm *vm;
 static unsigned slot, numq, msix_cap;
@@ -74,6 +80,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 		abort();
 	memcpy(cfg.devices, fuzz_devices, fuzz_device_count * sizeof(fuzz_devices[0]));
 	cfg.ndevices = fuzz_device_count;
+	if (fuzz_configure)
+		fuzz_configure(&cfg);
 	vm = test_vm_create_config(&cfg);
 	for (slot = 0; slot < 32 && (cfg_read(0, 4) & 0xffff) != 0x1af4; slot++)
 		;
@@ -124,6 +132,23 @@ static void setup(uint64_t features)
 		cfg_write(msix_cap + 2, 2, 0x8000);
 	}
 	bar_write(0x14, 1, bar_read(0x14, 1) | VIRTIO_STATUS_DRIVER_OK);
+}
+
+struct settle {
+	unsigned q;
+};
+
+/* Queue q's used ring, where setup put it, has caught up with what was
+ * posted; or the device stopped running. */
+static bool settled(void *arg)
+{
+	unsigned q = ((struct settle *)arg)->q;
+	uint16_t used =
+	    __atomic_load_n((uint16_t *)gpa_to_hva(vm, RINGS + 0x1000 * q + 0x800 + 2, 2), __ATOMIC_ACQUIRE);
+	uint8_t status = bar_read(0x14, 1);
+
+	return used == avail_idx[q] ||
+	       (status & (VIRTIO_STATUS_DRIVER_OK | VIRTIO_STATUS_NEEDS_RESET)) != VIRTIO_STATUS_DRIVER_OK;
 }
 
 /* Reads n operand bytes, or fails at the end of the input. */
@@ -187,7 +212,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		case 4:
 			if (!take(&p, end, &off, 2) || !take(&p, end, &n, 1) || (size_t)(end - p) < n)
 				return 0;
-			memcpy(gpa_to_hva(vm, WINDOW + off % (WINDOW_SIZE - 256), n), p, n);
+			memcpy(gpa_to_hva(vm, WINDOW + 2u * off % (WINDOW_SIZE - 256), n), p, n);
 			p += n;
 			break;
 		case 5: {
@@ -216,6 +241,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			if (!take(&p, end, &q, 1))
 				return 0;
 			bar_write(notify + notify_mult * (q % MAX_QUEUES), 2, q);
+			if (q % MAX_QUEUES < numq)
+				test_wait(settled, &(struct settle){q % MAX_QUEUES}, SETTLE_NS);
 			break;
 		}
 	}

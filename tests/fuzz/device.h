@@ -13,4 +13,9 @@
 extern const char *const fuzz_devices[];
 extern const unsigned fuzz_device_count;
 
+/* Optional, defined by a target whose devices need more than -device specs
+ * (virtio-blk's drives): completes the VM's configuration. */
+struct vm_config;
+void fuzz_configure(struct vm_config *cfg) __attribute__((weak));
+
 #endif

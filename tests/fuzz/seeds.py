@@ -48,6 +48,30 @@ def op_write(off, size_log2, value):
     return bytes([1]) + struct.pack("<HBQ", off, size_log2, value)
 
 
+def op_poke(off, data):
+    """Writes data at off (even) into the window."""
+    return bytes([4]) + struct.pack("<HB", off // 2, len(data)) + data
+
+
+# virtio-blk: a request's header, data and status byte in the buffer area
+# (device.c: BUFFERS, 0x10000 into the window pokes write).
+BLK_F = (1 << 2) | (1 << 9) | (1 << 12) | (1 << 13) | (1 << 14) | (1 << 29)
+
+
+def blk_request(q, first, kind, sector, data_len, writable, data=b""):
+    """Descriptors first.. of queue q: header, data (if any), status."""
+    ops = op_poke(0x10000, struct.pack("<IIQ", kind, 0, sector))
+    if data:
+        ops += op_poke(0x10100, data)
+    ops += op_desc(q, first, 0, 16, NEXT, first + 1)
+    nxt = first + 1
+    if data_len:
+        ops += op_desc(q, nxt, 0x100, data_len, NEXT | (WRITE if writable else 0), nxt + 1)
+        nxt += 1
+    ops += op_desc(q, nxt, 0x80, 1, WRITE)
+    return ops + op_post(q, first) + op_kick(q)
+
+
 buf = 0x8000  # guest RAM the virtq seeds point their buffers at
 seeds = {
     "virtq": {
@@ -68,6 +92,17 @@ seeds = {
         "event-idx": op_setup(1 << 29) + op_desc(0, 0, 0, 16, WRITE) + op_post(0, 0) + op_kick(0),
         "reset-and-again": op_setup() + op_desc(0, 0, 0, 16, WRITE) + op_post(0, 0) + op_kick(0) +
         op_write(0x14, 0, 0) + op_setup() + op_post(0, 0) + op_kick(0),
+    },
+    "virtio-blk": {
+        "read": op_setup(BLK_F) + blk_request(0, 0, 0, 1, 1024, True),
+        "write": op_setup(BLK_F) + blk_request(1, 0, 1, 2, 512, False, b"vireo" * 20),
+        "flush": op_setup(BLK_F) + blk_request(0, 0, 4, 0, 0, False),
+        "get-id": op_setup(BLK_F) + blk_request(0, 0, 8, 0, 20, True),
+        "discard": op_setup(BLK_F) + blk_request(0, 0, 11, 0, 16, False, struct.pack("<QII", 8, 8, 0)),
+        "write-zeroes": op_setup(BLK_F) + blk_request(0, 0, 13, 0, 16, False, struct.pack("<QII", 16, 8, 1)),
+        "past-the-end": op_setup(BLK_F) + blk_request(0, 0, 0, 2047, 1024, True),
+        "write-then-reset": op_setup(BLK_F) + blk_request(0, 0, 1, 4, 4096, False) + op_write(0x14, 0, 0) +
+        op_setup(BLK_F) + blk_request(0, 0, 0, 4, 4096, True),
     },
     "virtio-console": {
         "transmit": op_setup(4) + op_desc(1, 0, 0, 12, NEXT, 1) + op_desc(1, 1, 64, 4, 0) + op_post(1, 0) + op_kick(1),

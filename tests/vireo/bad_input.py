@@ -107,6 +107,38 @@ expect("two virtconsoles", ["run", "--kernel", good, "--console", "virtio", "-de
        ["one port"])
 expect("virtconsole chardev", ["run", "--kernel", good, "-device", "virtio-serial-pci", "-device",
                                "virtconsole,chardev=c0"], ["virtconsole", "chardev= is not supported"])
+# Disks: bad -drive, -device virtio-blk-pci and --disk specs.
+disk = write("disk.img", bytes(1 << 20))
+absent = os.path.join(tmp, "absent.img")
+expect("disk image missing", ["run", "--kernel", good, "--disk", absent], ["cannot open disk image", "No such file"])
+expect("disk image empty", ["run", "--kernel", good, "--disk", write("empty.img", b"")], ["empty"])
+expect("disk image a directory", ["run", "--kernel", good, "-drive", f"file={tmp},format=raw"],
+       ["Is a directory"])
+expect("drive without a file", ["run", "--kernel", good, "-drive", "if=virtio,format=raw"], ["needs an image"])
+expect("unknown image format", ["run", "--kernel", good, "-drive", f"file={disk},format=vmdk"],
+       ["unknown image format 'vmdk'"])
+expect("unknown drive property", ["run", "--kernel", good, "-drive", f"file={disk},cache=none"],
+       ["unsupported property 'cache'"])
+expect("unknown drive interface", ["run", "--kernel", good, "-drive", f"file={disk},if=ide"], ["'if=ide'"])
+expect("bad readonly value", ["run", "--kernel", good, "-drive", f"file={disk},readonly=maybe"],
+       ["unsupported property 'readonly'"])
+expect("unknown --disk property", ["run", "--kernel", good, "--disk", f"{disk},cache"], ["unsupported property 'cache'"])
+expect("virtio-blk without a drive", ["run", "--kernel", good, "-device", "virtio-blk-pci"], ["needs drive=ID"])
+expect("drive id not found", ["run", "--kernel", good, "-drive", f"file={disk},if=none,id=d0", "-device",
+                              "virtio-blk-pci,drive=d1"], ["drive 'd1' not found"])
+expect("drive used twice", ["run", "--kernel", good, "-drive", f"file={disk},if=none,id=d0", "-device",
+                            "virtio-blk-pci,drive=d0", "-device", "virtio-blk-pci,drive=d0"], ["'d0' is already used"])
+expect("drive id given twice", ["run", "--kernel", good, "-drive", f"file={disk},if=none,id=d0", "-drive",
+                                f"file={disk},if=none,id=d0"], ["id 'd0' is used by two drives"])
+expect("one image, two writable drives", ["run", "--kernel", good, "--disk", disk, "--disk", disk],
+       ["not both are read-only"])
+expect("unknown virtio-blk property", ["run", "--kernel", good, "-drive", f"file={disk},if=none,id=d0", "-device",
+                                       "virtio-blk-pci,drive=d0,logical_block_size=4096"],
+       ["no property 'logical_block_size'"])
+expect("bad num-queues", ["run", "--kernel", good, "-drive", f"file={disk},if=none,id=d0", "-device",
+                          "virtio-blk-pci,drive=d0,num-queues=0"], ["num-queues='0'"])
+expect("serial too long", ["run", "--kernel", good, "-drive", f"file={disk},if=none,id=d0", "-device",
+                           "virtio-blk-pci,drive=d0,serial=" + "x" * 21], ["longer than 20"])
 expect("unknown console", ["run", "--kernel", good, "--console", "vga"], ["unknown console 'vga'"])
 expect("bad memory size", ["run", "--kernel", good, "-m", "lots"], ["bad memory size 'lots'"])
 expect("zero vCPUs", ["run", "--kernel", good, "-smp", "0"], ["bad vCPU count '0'"])

@@ -13,6 +13,7 @@ static void usage(FILE *f)
 	fprintf(f, "usage: vireo run --kernel PATH [--initrd PATH] [--cmdline STR] [--memory SIZE]\n"
 		   "                 [--cpus N] [--engine dbt|kvm|auto] [--serial stdio|none|file:PATH]\n"
 		   "                 [--console serial|virtio] [--device SPEC]... [--stats]\n"
+		   "                 [--disk PATH[,readonly][,format=raw|qcow2]]...\n"
 		   "       vireo -kernel PATH [qemu-system-x86_64 options]   (the common QEMU spellings)\n"
 		   "       vireo mkguest [--out DIR] [--flavour cloud|generic] [--add PATH]...   (a Linux guest)\n"
 		   "       vireo --help | --version\n");

@@ -254,15 +254,16 @@ void virtq_push(struct virtq *vq, const struct virtq_req *req, uint32_t written)
 	uint32_t elem[2] = {req->head, written < req->in_len ? written : req->in_len};
 	struct vm *vm = vq->dev->vm;
 
+	/* Before the driver can see the buffers: the dbt engine must not run
+	 * code it translated from what was there before. A request dropped by
+	 * a reset may have been written too (a disk read that completed). */
+	for (unsigned i = req->out_num; i < req->out_num + req->in_num; i++)
+		guest_memory_dirty(vm, req->gpa[i], req->iov[i].iov_len);
 	pthread_mutex_lock(&vq->lock);
 	if (!atomic_load(&vq->enabled) || req->generation != vq->generation) {
 		pthread_mutex_unlock(&vq->lock);
 		return;
 	}
-	/* Before the driver can see the buffers: the dbt engine must not run
-	 * code it translated from what was there before. */
-	for (unsigned i = req->out_num; i < req->out_num + req->in_num; i++)
-		guest_memory_dirty(vm, req->gpa[i], req->iov[i].iov_len);
 	memcpy(vq->used + USED_RING(vq->used_idx & (vq->size - 1)), elem, sizeof(elem));
 	vq->used_idx++;
 	__atomic_store_n((uint16_t *)(vq->used + USED_IDX), vq->used_idx, __ATOMIC_RELEASE);

@@ -128,8 +128,8 @@ void virtq_reset(struct virtq *vq);
 int virtq_pop(struct virtq *vq, struct virtq_req *req);
 /* Returns a request to the driver with the number of bytes written into its
  * writable segments (at most in_len). The writable segments are reported
- * to the engine as written (guest_memory_dirty). A request from before a
- * reset is dropped. */
+ * to the engine as written (guest_memory_dirty), even for a request from
+ * before a reset, which is dropped. */
 void virtq_push(struct virtq *vq, const struct virtq_req *req, uint32_t written);
 /* Sends the used-buffer notification unless the driver suppressed it
  * (VIRTQ_AVAIL_F_NO_INTERRUPT, or used_event with VIRTIO_F_EVENT_IDX). Call
