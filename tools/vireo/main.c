@@ -14,6 +14,7 @@ static void usage(FILE *f)
 		   "                 [--cpus N] [--engine dbt|kvm|auto] [--serial stdio|none|file:PATH]\n"
 		   "                 [--console serial|virtio] [--device SPEC]... [--stats]\n"
 		   "       vireo -kernel PATH [qemu-system-x86_64 options]   (the common QEMU spellings)\n"
+		   "       vireo user [--] PROG [ARGS...]   (a Linux program, its code translated)\n"
 		   "       vireo mkguest [--out DIR] [--flavour cloud|generic] [--add PATH]...   (a Linux guest)\n"
 		   "       vireo --help | --version\n");
 }
@@ -53,6 +54,8 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(argv[1], "run"))
 		return vireo_run(argc - 2, argv + 2);
+	if (!strcmp(argv[1], "user"))
+		return vireo_user(argc - 2, argv + 2);
 	if (!strcmp(argv[1], "mkguest"))
 		return vireo_mkguest(argv + 1);
 	if (argv[1][0] == '-') /* QEMU-style command line without a subcommand */
