@@ -27,7 +27,12 @@
 
 struct zone {
 	uint8_t *base, *next, *end;
+	/* Its blocks in code order (for host PC -> block). */
+	struct xlat_block **blocks;
+	size_t nblocks, cap;
 };
+
+#define CHAINED_MAX (1u << 20)
 
 static struct {
 	pthread_mutex_t lock;
@@ -43,6 +48,9 @@ static struct {
 	unsigned nthreads;
 	uint32_t xsave_size;
 	uint64_t xsave_mask;
+	/* Every stub chained since the last flush (xlat_unlink). */
+	struct xlat_exit **chained;
+	unsigned nchained;
 } cc = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 struct xlat_stats xlat_stats;
@@ -135,11 +143,13 @@ static void flush_all(void)
 	cc.npages = 0;
 	for (struct xlat_ctx *c = cc.contexts; c; c = c->next)
 		lookup_clear(c->lookup);
-	if (cc.nthreads <= 1)
-		for (unsigned i = 0; i < cc.nzones; i++)
-			cc.zones[i].next = cc.zones[i].base;
-	else
-		cc.nzones = 0;
+	for (unsigned i = 0; i < cc.nzones; i++) {
+		cc.zones[i].nblocks = 0;
+		cc.zones[i].next = cc.zones[i].base;
+	}
+	if (cc.nthreads > 1)
+		cc.nzones = 0; /* abandoned, not reused: see the comment above */
+	__atomic_store_n(&cc.nchained, 0, __ATOMIC_RELEASE);
 	xlat_stats.flushes++;
 	__atomic_add_fetch(&xlat_flush_gen, 1, __ATOMIC_RELEASE);
 }
@@ -181,14 +191,95 @@ static struct zone *zone_for(uint64_t rip)
 		void *p = mmap((void *)(uintptr_t)hint, ZONE_SIZE, PROT_READ | PROT_WRITE | PROT_EXEC,
 			       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 		if (p != MAP_FAILED) {
-			struct zone *z = &cc.zones[cc.nzones++];
-			z->base = z->next = p;
+			struct zone *z = &cc.zones[cc.nzones];
+			free(z->blocks);
+			*z = (struct zone){.base = p, .next = p};
+			__atomic_store_n(&cc.nzones, cc.nzones + 1, __ATOMIC_RELEASE);
 			z->end = z->base + ZONE_SIZE;
 			if (distance((uintptr_t)p, rip) < ZONE_REACH || !any)
 				return z;
 		}
 	}
 	return any;
+}
+
+static int zone_grow(struct zone *z)
+{
+	/* Signal handlers may be reading the old array: it is never freed
+	 * while in use by them (it is kept until the zone is reused). */
+	size_t cap = z->cap ? z->cap * 2 : 4096;
+	struct xlat_block **b = malloc(cap * sizeof(*b));
+	if (!b)
+		return -ENOMEM;
+	if (z->nblocks)
+		memcpy(b, z->blocks, z->nblocks * sizeof(*b));
+	z->blocks = b; /* the old array leaks: signal handlers may hold it */
+	z->cap = cap;
+	return 0;
+}
+
+/* ---- host PC -> guest RIP (signal handlers) ---- */
+
+bool xlat_code_at(uint64_t pc)
+{
+	unsigned n = __atomic_load_n(&cc.nzones, __ATOMIC_ACQUIRE);
+	for (unsigned i = 0; i < n; i++)
+		if (pc >= (uintptr_t)cc.zones[i].base && pc < (uintptr_t)cc.zones[i].end)
+			return true;
+	return false;
+}
+
+uint64_t xlat_guest_rip(uint64_t pc)
+{
+	unsigned n = __atomic_load_n(&cc.nzones, __ATOMIC_ACQUIRE);
+	for (unsigned i = 0; i < n; i++) {
+		struct zone *z = &cc.zones[i];
+		if (pc < (uintptr_t)z->base || pc >= (uintptr_t)z->end)
+			continue;
+		struct xlat_block **blocks = z->blocks;
+		size_t lo = 0, hi = __atomic_load_n(&z->nblocks, __ATOMIC_ACQUIRE);
+		while (lo < hi) { /* the last block starting at or before pc */
+			size_t mid = (lo + hi) / 2;
+			if ((uintptr_t)blocks[mid]->code <= pc)
+				lo = mid + 1;
+			else
+				hi = mid;
+		}
+		if (!lo)
+			return 0;
+		struct xlat_block *b = blocks[lo - 1];
+		uint64_t off = pc - (uintptr_t)b->code;
+		if (off >= b->size || !b->ninsns)
+			return 0;
+		uint32_t k = 0;
+		while (k + 1 < b->ninsns && b->map[k + 1].host_off <= off)
+			k++;
+		return b->rip + b->map[k].guest_off;
+	}
+	return 0;
+}
+
+void xlat_unlink(struct xlat_ctx *ctx)
+{
+	unsigned n = __atomic_load_n(&cc.nchained, __ATOMIC_ACQUIRE);
+	for (unsigned i = 0; i < n; i++) {
+		struct xlat_exit *x = cc.chained[i];
+		__atomic_store_n(&x->slot, x->unchained, __ATOMIC_RELEASE);
+		if (x->patch)
+			rel32_set(x->patch, (const void *)(uintptr_t)(x->unchained - 6)); /* the stub */
+	}
+	__atomic_store_n(&cc.nchained, 0, __ATOMIC_RELEASE);
+	lookup_clear(ctx->lookup);
+}
+
+uint32_t xlat_xsave_size(void)
+{
+	return cc.xsave_size;
+}
+
+uint64_t xlat_xsave_mask(void)
+{
+	return cc.xsave_mask;
 }
 
 /* ---- blocks ---- */
@@ -210,7 +301,9 @@ static struct xlat_block *translate_block(uint64_t rip, int *err)
 			continue;
 		}
 		uint64_t end;
-		int n = xlat_translate(&cc.env, rip, z->next, (size_t)(z->end - z->next), &end);
+		uint32_t ninsns;
+		struct xlat_insn_map map[XLAT_BLOCK_INSNS];
+		int n = xlat_translate(&cc.env, rip, z->next, (size_t)(z->end - z->next), &end, map, &ninsns);
 		if (n == -ENOSPC) {
 			z->next = z->end;
 			continue;
@@ -219,12 +312,17 @@ static struct xlat_block *translate_block(uint64_t rip, int *err)
 			*err = n;
 			return NULL;
 		}
-		struct xlat_block *b = malloc(sizeof(*b));
-		if (!b) {
+		struct xlat_block *b = malloc(sizeof(*b) + ninsns * sizeof(map[0]));
+		if (!b || (z->nblocks == z->cap && zone_grow(z) < 0)) {
+			free(b);
 			*err = -ENOMEM;
 			return NULL;
 		}
-		*b = (struct xlat_block){.rip = rip, .end = end, .code = z->next, .size = (uint32_t)n};
+		*b = (struct xlat_block){
+		    .rip = rip, .end = end, .code = z->next, .size = (uint32_t)n, .ninsns = ninsns};
+		memcpy(b->map, map, ninsns * sizeof(map[0]));
+		z->blocks[z->nblocks] = b;
+		__atomic_store_n(&z->nblocks, z->nblocks + 1, __ATOMIC_RELEASE);
 		z->next += (n + 15) & ~15;
 		unsigned h = hash_rip(rip);
 		b->hnext = cc.hash[h];
@@ -247,13 +345,15 @@ const void *xlat_code_for(struct xlat_ctx *ctx, uint64_t rip, const struct xlat_
 	struct xlat_block *b = find_block(rip);
 	if (!b)
 		b = translate_block(rip, err);
-	if (b && from && from->kind == XEXIT_BRANCH && gen == xlat_flush_gen) {
+	if (b && from && from->kind == XEXIT_BRANCH && gen == xlat_flush_gen && cc.nchained < CHAINED_MAX) {
 		/* Chain: the stub's slot always reaches; the branch itself
 		 * where the target is within 2 GiB. */
 		struct xlat_exit *x = (struct xlat_exit *)from;
 		__atomic_store_n(&x->slot, (uintptr_t)b->code, __ATOMIC_RELEASE);
 		if (x->patch)
 			rel32_set(x->patch, b->code);
+		cc.chained[cc.nchained] = x;
+		__atomic_store_n(&cc.nchained, cc.nchained + 1, __ATOMIC_RELEASE);
 		xlat_stats.chained++;
 	}
 	pthread_mutex_unlock(&cc.lock);
@@ -272,7 +372,9 @@ int xlat_init(const struct xlat_env *env, const uint16_t *syscalls, size_t nsysc
 	for (size_t i = 0; i < nsyscalls; i++)
 		cc.sysfilter[syscalls[i]] = 1;
 	cc.pages = calloc(PAGE_SET_SIZE, sizeof(*cc.pages));
-	if (!cc.pages)
+	cc.chained = mmap(NULL, CHAINED_MAX * sizeof(*cc.chained), PROT_READ | PROT_WRITE,
+			  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (!cc.pages || cc.chained == MAP_FAILED)
 		return -ENOMEM;
 	/* XSAVE of every state component the OS enabled (XCR0). */
 	if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & (1u << 27)))

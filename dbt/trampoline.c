@@ -120,3 +120,16 @@ __attribute__((naked)) void xlat_miss_routine(void)
 			   [sb] "i"(offsetof(struct xlat_ctx, spill) + 8 * XS_B),
 			   [sc] "i"(offsetof(struct xlat_ctx, spill) + 8 * XS_C), GPR(rax, 0));
 }
+
+const struct xlat_exit xlat_signal_exit = {.kind = XEXIT_SIGNAL};
+
+/* Where a signal handler sends translated code it stopped at an exact
+ * point (ctx->target holds the guest RIP): all registers are the guest's. */
+__attribute__((naked)) void xlat_signal_routine(void)
+{
+	__asm__ volatile("mov %%rax, %%gs:%c[rax]\n\t"
+			 "lea xlat_signal_exit(%%rip), %%rax\n\t"
+			 "jmp xlat_exit_routine\n\t"
+			 :
+			 : GPR(rax, 0));
+}

@@ -18,7 +18,6 @@
 #define CTX_OFF(f)    ((unsigned)offsetof(struct xlat_ctx, f))
 #define CTX_GPR(r)    (CTX_OFF(gpr) + 8u * (r))
 #define CTX_SPILL(i)  (CTX_OFF(spill) + 8u * (i))
-#define BLOCK_INSNS   64
 #define BLOCK_EXITS   16
 
 struct pending_exit {
@@ -77,6 +76,7 @@ static void emit_stubs(struct tblock *t)
 		    .target = x->target,
 		    .patch = x->chainable ? x->branch : NULL,
 		    .kind = x->kind,
+		    .unchained = (uintptr_t)exit_code,
 		};
 		rel32_set(slot_rel, &data->slot);
 		rel32_set(data_rel, data);
@@ -421,9 +421,11 @@ static int translate_branch(struct tblock *t, const ZydisDecodedInstruction *in,
 	}
 }
 
-int xlat_translate(const struct xlat_env *env, uint64_t rip, uint8_t *buf, size_t cap, uint64_t *end)
+int xlat_translate(const struct xlat_env *env, uint64_t rip, uint8_t *buf, size_t cap, uint64_t *end,
+		   struct xlat_insn_map *map, uint32_t *ninsns)
 {
 	struct tblock t = {.e = {buf, buf + cap, false}, .env = env};
+	*ninsns = 0;
 	ZydisDecoder dec;
 	uint64_t pc = rip;
 
@@ -433,7 +435,7 @@ int xlat_translate(const struct xlat_env *env, uint64_t rip, uint8_t *buf, size_
 		ZydisDecodedOperand ops[ZYDIS_MAX_OPERAND_COUNT];
 		size_t avail = env->fetchable(env->opaque, pc, ZYDIS_MAX_INSTRUCTION_LENGTH);
 
-		if (n == BLOCK_INSNS || t.nexits + 3 > BLOCK_EXITS) {
+		if (n == XLAT_BLOCK_INSNS || t.nexits + 3 > BLOCK_EXITS) {
 			exit_jmp(&t, pc, XEXIT_BRANCH, true);
 			break;
 		}
@@ -447,6 +449,8 @@ int xlat_translate(const struct xlat_env *env, uint64_t rip, uint8_t *buf, size_
 		}
 
 		uint8_t *mark = t.e.p; /* a failed rewrite leaves nothing behind */
+		map[n] = (struct xlat_insn_map){(uint32_t)(mark - buf), (uint32_t)(pc - rip)};
+		*ninsns = n + 1;
 		unsigned marked_exits = t.nexits;
 		int r = translate_branch(&t, &in, ops, pc);
 		if (r == 2) {

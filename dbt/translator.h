@@ -44,7 +44,7 @@ enum xlat_exit_kind {
 	XEXIT_MISS,	   /* an indirect branch the lookup table did not know: target in ctx->target */
 	XEXIT_SYSCALL,	   /* SYSCALL of a number the front end handles; target is the next RIP */
 	XEXIT_UNSUPPORTED, /* an instruction the translator cannot run; target is its RIP */
-	XEXIT_SIGNAL,	   /* a signal became pending: deliver it before target (the next RIP) */
+	XEXIT_SIGNAL,	   /* a signal handler stopped the code: the guest resumes at ctx->target */
 };
 
 /* The data behind one exit stub, in the code cache after the stub's code.
@@ -58,7 +58,8 @@ struct xlat_exit {
 	 * target's translation when it is within reach (NULL: not chainable). */
 	int32_t *patch;
 	uint32_t kind; /* enum xlat_exit_kind */
-	uint32_t insn_len;
+	uint32_t pad;
+	uint64_t unchained; /* the slot's value before chaining: the exit code */
 };
 
 /* One lookup-table entry: the negated guest address (so that translated
@@ -110,7 +111,8 @@ void xlat_enter(struct xlat_ctx *ctx, const void *code);
 /* Reached by jumps from translated code, never called. */
 void xlat_exit_routine(void);
 void xlat_miss_routine(void);
-extern const struct xlat_exit xlat_miss_exit;
+void xlat_signal_routine(void);
+extern const struct xlat_exit xlat_miss_exit, xlat_signal_exit;
 
 /* ---- the translator (codecache.c, translate.c) ---- */
 
@@ -144,6 +146,18 @@ void xlat_remember(struct xlat_ctx *ctx, uint64_t rip, const void *code);
  * translations made from it. */
 void xlat_invalidate(uint64_t addr, uint64_t len);
 
+/* For signal handlers (async-signal-safe): is pc translated code, and which
+ * guest instruction was it running (0: none known)? */
+bool xlat_code_at(uint64_t pc);
+uint64_t xlat_guest_rip(uint64_t pc);
+/* Makes ctx's thread leave translated code at its next block end: every
+ * chained branch goes back to its stub, ctx's lookup table misses.
+ * Async-signal-safe; branches chain again as they exit. */
+void xlat_unlink(struct xlat_ctx *ctx);
+/* The XSAVE image of the guest's vector state: its size and components. */
+uint32_t xlat_xsave_size(void);
+uint64_t xlat_xsave_mask(void);
+
 /* Counters, for VIREO_XLAT_STATS. */
 struct xlat_stats {
 	uint64_t blocks, insns, bytes, chained, flushes, misses, exits;
@@ -152,17 +166,28 @@ extern struct xlat_stats xlat_stats;
 
 /* ---- translating one block (translate.c) ---- */
 
+#define XLAT_BLOCK_INSNS 64
+
+/* Where each guest instruction's host code starts, for mapping a host PC
+ * back to the guest RIP. */
+struct xlat_insn_map {
+	uint32_t host_off, guest_off;
+};
+
 struct xlat_block {
 	uint64_t rip, end; /* the guest bytes it was made from */
 	uint8_t *code;
-	uint32_t size;
+	uint32_t size, ninsns;
 	struct xlat_block *hnext;
+	struct xlat_insn_map map[];
 };
 
 /* Translates the guest block at rip into [buf, buf + cap): returns the
  * bytes used, -ENOSPC when it does not fit, -EFAULT when rip cannot
- * execute. */
-int xlat_translate(const struct xlat_env *env, uint64_t rip, uint8_t *buf, size_t cap, uint64_t *end);
+ * execute, -EILSEQ when its first instruction does not decode. map gets
+ * XLAT_BLOCK_INSNS entries at most, *ninsns says how many. */
+int xlat_translate(const struct xlat_env *env, uint64_t rip, uint8_t *buf, size_t cap, uint64_t *end,
+		   struct xlat_insn_map *map, uint32_t *ninsns);
 
 /* ---- the host code emitter (emit.c) ---- */
 

@@ -141,40 +141,40 @@ void user_maps_add_vdso(void)
 static struct {
 	pthread_mutex_t lock;
 	uint64_t start, cur, mapped; /* mapped: end of the pages we hold */
-} brk = {.lock = PTHREAD_MUTEX_INITIALIZER};
+} heap = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 void user_brk_init(uint64_t start)
 {
-	brk.start = brk.cur = brk.mapped = (start + 4095) & ~4095ull;
+	heap.start = heap.cur = heap.mapped = (start + 4095) & ~4095ull;
 }
 
 /* Grows or shrinks as Linux's brk does: the new break, or the old one
  * when the request cannot be met. */
 uint64_t user_brk_set(uint64_t want)
 {
-	pthread_mutex_lock(&brk.lock);
-	if (want < brk.start) {
-		want = brk.cur;
+	pthread_mutex_lock(&heap.lock);
+	if (want < heap.start) {
+		want = heap.cur;
 		goto out;
 	}
 	uint64_t need = (want + 4095) & ~4095ull;
-	if (need > brk.mapped) {
-		void *p = mmap((void *)(uintptr_t)brk.mapped, need - brk.mapped, PROT_READ | PROT_WRITE,
+	if (need > heap.mapped) {
+		void *p = mmap((void *)(uintptr_t)heap.mapped, need - heap.mapped, PROT_READ | PROT_WRITE,
 			       MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
-		if (p == MAP_FAILED || p != (void *)(uintptr_t)brk.mapped) {
+		if (p == MAP_FAILED || p != (void *)(uintptr_t)heap.mapped) {
 			if (p != MAP_FAILED)
-				munmap(p, need - brk.mapped);
-			want = brk.cur;
+				munmap(p, need - heap.mapped);
+			want = heap.cur;
 			goto out;
 		}
-		user_maps_set(brk.mapped, need - brk.mapped, PROT_READ | PROT_WRITE);
-	} else if (need < brk.mapped) {
-		munmap((void *)(uintptr_t)need, brk.mapped - need);
-		user_maps_set(need, brk.mapped - need, 0);
+		user_maps_set(heap.mapped, need - heap.mapped, PROT_READ | PROT_WRITE);
+	} else if (need < heap.mapped) {
+		munmap((void *)(uintptr_t)need, heap.mapped - need);
+		user_maps_set(need, heap.mapped - need, 0);
 	}
-	brk.mapped = need;
-	brk.cur = want;
+	heap.mapped = need;
+	heap.cur = want;
 out:
-	pthread_mutex_unlock(&brk.lock);
+	pthread_mutex_unlock(&heap.lock);
 	return want;
 }

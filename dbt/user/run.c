@@ -4,6 +4,7 @@
  */
 #include <errno.h>
 #include <limits.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,6 +46,23 @@ _Noreturn void user_die(int sig)
 	__builtin_unreachable();
 }
 
+/* A fault of the instruction at rip: to the guest's handler, or death. */
+static void user_fault(struct user_thread *t, int sig, uint64_t rip)
+{
+	siginfo_t info = {.si_signo = sig, .si_code = sig == SIGILL ? ILL_ILLOPN : SEGV_MAPERR};
+	struct sigaction sa;
+	info.si_addr = (void *)(uintptr_t)rip;
+	if (sigaction(sig, NULL, &sa) < 0 || !(sa.sa_flags & SA_SIGINFO) || sa.sa_handler == SIG_DFL) {
+		user_die(sig);
+	}
+	sigset_t blocked;
+	pthread_sigmask(SIG_BLOCK, NULL, &blocked);
+	if (sigismember(&blocked, sig))
+		user_die(sig); /* the kernel forces the default action */
+	t->pending_info[sig] = info;
+	t->pending |= 1ull << (sig - 1);
+}
+
 static void print_stats(void)
 {
 	fprintf(stderr,
@@ -63,18 +81,32 @@ void user_print_stats(void)
 		print_stats();
 }
 
+static __thread struct user_thread *current;
+
+struct user_thread *user_current_thread(void)
+{
+	return current;
+}
+
 _Noreturn void user_loop(struct user_thread *t)
 {
 	struct xlat_ctx *ctx = t->ctx;
 	const struct xlat_exit *from = NULL;
 	unsigned gen = __atomic_load_n(&xlat_flush_gen, __ATOMIC_ACQUIRE);
 
+	user_signal_thread_init();
+	current = t;
 	for (;;) {
 		int err = 0;
+		if (__atomic_load_n(&t->pending, __ATOMIC_SEQ_CST)) {
+			user_deliver_signals(t);
+			from = NULL;
+		}
 		const void *code = xlat_code_for(ctx, ctx->rip, from, gen, &err);
 		if (!code) {
 			/* Natively the CPU faults fetching there. */
-			user_die(err == -EILSEQ ? SIGILL : SIGSEGV);
+			user_fault(t, err == -EILSEQ ? SIGILL : SIGSEGV, ctx->rip);
+			continue;
 		}
 		gen = __atomic_load_n(&xlat_flush_gen, __ATOMIC_ACQUIRE);
 		xlat_enter(ctx, code);
@@ -94,6 +126,7 @@ _Noreturn void user_loop(struct user_thread *t)
 			ctx->rip = x->target;
 			user_syscall(t);
 			break;
+		case XEXIT_SIGNAL: ctx->rip = ctx->target; break;
 		default: {
 			const uint8_t *p = (const uint8_t *)(uintptr_t)x->target;
 			fprintf(stderr, "vireo user: unsupported instruction at %#lx:", (unsigned long)x->target);

@@ -25,7 +25,7 @@ const uint16_t user_syscalls[] = {
     SYS_mmap,	    SYS_munmap,		SYS_mprotect, SYS_mremap,   SYS_brk,	  SYS_arch_prctl,
     SYS_clone,	    SYS_clone3,		SYS_fork,     SYS_vfork,    SYS_execve,	  SYS_execveat,
     SYS_exit,	    SYS_exit_group,	SYS_readlink, SYS_readlinkat, SYS_rseq,	  SYS_shmat,
-    SYS_shmdt,
+    SYS_shmdt,	    SYS_rt_sigaction,	SYS_rt_sigreturn, SYS_sigaltstack,
 };
 const size_t user_syscall_count = sizeof(user_syscalls) / sizeof(user_syscalls[0]);
 
@@ -202,6 +202,9 @@ void user_syscall(struct user_thread *t)
 		user_syscall6(SYS_exit_group, (long)a[0], 0, 0, 0, 0, 0);
 		__builtin_unreachable();
 	case SYS_exit: user_thread_exit(t, (int)a[0]);
+	case SYS_rt_sigaction: r = user_rt_sigaction((int)a[0], a[1], a[2], a[3]); break;
+	case SYS_sigaltstack: r = user_sigaltstack(t, a[0], a[1]); break;
+	case SYS_rt_sigreturn: user_rt_sigreturn(t); return; /* every register from the frame */
 	default: r = user_syscall6((long)nr, (long)a[0], (long)a[1], (long)a[2], (long)a[3], (long)a[4], (long)a[5]); break;
 	}
 	g[XR_RAX] = (uint64_t)r;

@@ -8,6 +8,7 @@
 #ifndef VIREO_DBT_USER_H
 #define VIREO_DBT_USER_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -62,7 +63,24 @@ uint64_t user_brk_set(uint64_t want);
 struct user_thread {
 	struct xlat_ctx *ctx;
 	int tid;
+	/* Signals caught by the host handler, not yet delivered (bit sig-1). */
+	uint64_t pending;
+	siginfo_t pending_info[65];
+	uint64_t fault_rip; /* set by the handler for a fault in guest code */
+	stack_t altstack;   /* the guest's sigaltstack (ss_size 0: none) */
 };
+
+/* The calling thread's (NULL in threads that run no guest code). */
+struct user_thread *user_current_thread(void);
+
+/* Signals (signal.c). */
+void user_signal_thread_init(void);
+long user_rt_sigaction(int sig, uint64_t act, uint64_t oact, uint64_t size);
+long user_sigaltstack(struct user_thread *t, uint64_t ss, uint64_t old);
+/* Enters the guest handlers of t's pending signals (frames on its stack). */
+void user_deliver_signals(struct user_thread *t);
+/* rt_sigreturn: the state from the frame at the guest RSP. */
+void user_rt_sigreturn(struct user_thread *t);
 
 /* The run loop of a thread: never returns (the guest exits through a
  * system call or a signal). */
