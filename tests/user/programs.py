@@ -3,7 +3,10 @@
 `vireo user` with the same arguments and stdin; stdout and the exit status
 (or the signal that killed it) must be the same.
 
-usage: programs.py VIREO [WORD...]   (only the cases whose name contains a WORD)
+usage: programs.py VIREO [TEST_PROGRAM...]
+  TEST_PROGRAM: the programs of progs/ (user-signals, user-faults...), built
+  by meson. VIREO_USER_ONLY=WORD,... runs only the cases whose names contain
+  one of the words. A malformed ELF must fail with status 126 as execve would.
 """
 import concurrent.futures
 import os
@@ -13,7 +16,8 @@ import sys
 import tempfile
 
 vireo = os.path.abspath(sys.argv[1])
-only = sys.argv[2:]
+progs = {os.path.basename(p): os.path.abspath(p) for p in sys.argv[2:]}
+only = [w for w in os.environ.get("VIREO_USER_ONLY", "").split(",") if w]
 tmp = tempfile.mkdtemp(prefix="vireo-user-")
 lines = "".join(f"{(i * 7919) % 1000} line {i}\n" for i in range(2000)).encode()
 text = b"the quick brown fox\njumps over\nthe lazy dog\n" * 50
@@ -109,6 +113,12 @@ others = [
 ]
 for name, argv, stdin in others:
     cases.append((name, argv, stdin))
+for name in ("user-signals", "user-jit", "user-threads"):
+    if name in progs:
+        cases.append((name[5:], [progs[name]], b""))
+if "user-faults" in progs:
+    for mode in ("unmapped", "noexec", "ud2", "div0", "smash", "null", "none"):
+        cases.append((f"faults-{mode}", [progs["user-faults"], mode], b""))
 
 
 def run(argv, stdin):
@@ -133,6 +143,32 @@ def check(case):
     return name, False, detail
 
 
+def bad_elf():
+    """Malformed executables: vireo user says why and exits 126."""
+    results = []
+    good = open("/bin/busybox", "rb").read(4096) if os.path.exists("/bin/busybox") else b""
+    samples = {
+        "empty": b"",
+        "text": b"#!not really\n",
+        "truncated": good[:40],
+        "bad-class": good[:4] + b"\x01" + good[5:],
+        "bad-phnum": good[:56] + b"\xff\xff" + good[58:],
+        "bad-phoff": good[:32] + b"\xff" * 8 + good[40:],
+        "garbage": bytes((i * 37) & 0xff for i in range(4096)),
+    }
+    for name, data in samples.items():
+        path = os.path.join(tmp, f"bad-{name}")
+        with open(path, "wb") as f:
+            f.write(data)
+        os.chmod(path, 0o755)
+        p = subprocess.run([vireo, "user", path], capture_output=True, timeout=20)
+        ok = p.returncode == 126 and b"vireo user:" in p.stderr
+        results.append((f"bad-elf-{name}", ok, f"status {p.returncode}, stderr {p.stderr[:200]!r}"))
+    p = subprocess.run([vireo, "user", os.path.join(tmp, "missing")], capture_output=True, timeout=20)
+    results.append(("bad-elf-missing", p.returncode == 127, f"status {p.returncode}"))
+    return results
+
+
 selected = [c for c in cases if not only or any(w in c[0] for w in only)]
 failures = skipped = 0
 with concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
@@ -143,6 +179,11 @@ with concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as p
         else:
             print(f"{'PASS' if ok else 'FAIL'} {name}" + ("" if ok else f": {detail}"))
             failures += not ok
+if not only or any("bad-elf" in w for w in only):
+    for name, ok, detail in bad_elf():
+        selected.append(name)
+        print(f"{'PASS' if ok else 'FAIL'} {name}" + ("" if ok else f": {detail}"))
+        failures += not ok
 shutil.rmtree(tmp, ignore_errors=True)
 print(f"{len(selected) - failures - skipped} passed, {failures} failed, {skipped} skipped")
 sys.exit(1 if failures else 0)
