@@ -3,6 +3,7 @@
  * translate the code at RIP, run it until it exits, act on the exit.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
@@ -146,8 +147,54 @@ static int fail(const struct user_options *opt, int err, const char *why)
 	return err == -ENOENT ? 127 : 126;
 }
 
-int user_run(const struct user_options *opt)
+/* A "#!" script runs its interpreter, as binfmt_script does: argv becomes
+ * [interpreter, optional argument, script path, argv[1]...]. 0 when path is
+ * no script, 1 when opt now names the interpreter, -errno. */
+static int script(struct user_options *opt, char *line, size_t size)
 {
+	int fd = open(opt->path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0; /* the loader reports it */
+	ssize_t n = read(fd, line, size - 1);
+	close(fd);
+	if (n < 2 || line[0] != '#' || line[1] != '!')
+		return 0;
+	line[n] = 0;
+	char *end = strchr(line, '\n');
+	if (!end)
+		return -ENOEXEC;
+	*end = 0;
+	char *interp = line + 2 + strspn(line + 2, " \t");
+	char *arg = interp + strcspn(interp, " \t");
+	if (*arg) {
+		*arg++ = 0;
+		arg += strspn(arg, " \t");
+		arg[strcspn(arg, "\r")] = 0;
+	}
+	if (!*interp)
+		return -ENOEXEC;
+	size_t argc = 0;
+	while (opt->argv[argc])
+		argc++;
+	char **argv = calloc(argc + 3, sizeof(*argv));
+	if (!argv)
+		return -ENOMEM;
+	size_t k = 0;
+	argv[k++] = interp;
+	if (*arg)
+		argv[k++] = arg;
+	argv[k++] = (char *)opt->path;
+	for (size_t i = 1; i < argc; i++)
+		argv[k++] = opt->argv[i];
+	opt->argv = argv;
+	opt->path = interp;
+	return 1;
+}
+
+int user_run(const struct user_options *given)
+{
+	struct user_options options = *given, *opt = &options;
+	static char line[256];
 	static struct user_thread main_thread;
 	struct user_image img;
 	const char *why = NULL;
@@ -155,6 +202,8 @@ int user_run(const struct user_options *opt)
 	int err;
 
 	stats_wanted = getenv("VIREO_XLAT_STATS") != NULL;
+	if ((err = script(opt, line, sizeof(line))) < 0)
+		return fail(opt, err, "bad #! line");
 	if (!realpath(opt->path, exe))
 		return fail(opt, -errno, NULL);
 	user_exe_path = strdup(exe);

@@ -110,6 +110,7 @@ others = [
     ("sh-exec", ["/bin/sh", "-c", "exec /bin/echo exec works"], b""),
     ("sh-status", ["/bin/sh", "-c", "/bin/false; echo $?; (exit 9); echo $?"], b""),
     ("kill-self", ["/bin/sh", "-c", "kill -TERM $$"], b""),
+    ("sh-script", ["/bin/sh", "-c", "printf '#!/bin/sh\\necho in script $1\\n' >s.sh; chmod +x s.sh; ./s.sh arg"], b""),
 ]
 for name, argv, stdin in others:
     cases.append((name, argv, stdin))
@@ -149,7 +150,8 @@ def bad_elf():
     good = open("/bin/busybox", "rb").read(4096) if os.path.exists("/bin/busybox") else b""
     samples = {
         "empty": b"",
-        "text": b"#!not really\n",
+        "text": b"just some text\n",
+        "bad-shebang": b"#!\n",
         "truncated": good[:40],
         "bad-class": good[:4] + b"\x01" + good[5:],
         "bad-phnum": good[:56] + b"\xff\xff" + good[58:],
