@@ -14,6 +14,9 @@ packages=(
 	liburing-dev
 	# reference machine for the test guests
 	qemu-system-x86
+	# vireo user: programs its tests run natively and translated, and
+	# qemu-x86_64 for its benchmark
+	busybox-static qemu-user
 )
 if [ "${1:-}" = fuzz ]; then
 	# libFuzzer targets: the compiler, its fuzzer and sanitizer runtimes, llvm-symbolizer

@@ -15,6 +15,7 @@ static void usage(FILE *f)
 		   "                 [--console serial|virtio] [--device SPEC]... [--stats]\n"
 		   "                 [--disk PATH[,readonly][,format=raw|qcow2]]...\n"
 		   "       vireo -kernel PATH [qemu-system-x86_64 options]   (the common QEMU spellings)\n"
+		   "       vireo user [--] PROG [ARGS...]   (a Linux program, its code translated)\n"
 		   "       vireo mkguest [--out DIR] [--flavour cloud|generic] [--add PATH]...   (a Linux guest)\n"
 		   "       vireo --help | --version\n");
 }
@@ -54,6 +55,8 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(argv[1], "run"))
 		return vireo_run(argc - 2, argv + 2);
+	if (!strcmp(argv[1], "user"))
+		return vireo_user(argc - 2, argv + 2);
 	if (!strcmp(argv[1], "mkguest"))
 		return vireo_mkguest(argv + 1);
 	if (argv[1][0] == '-') /* QEMU-style command line without a subcommand */

@@ -1,0 +1,345 @@
+/*
+ * Guest signals. The guest's dispositions are kept here; the host gets
+ * SIG_DFL and SIG_IGN as they are and, for a guest handler, host_signal(),
+ * which records the signal and gets its thread back to the run loop, which
+ * builds a Linux rt_sigframe on the guest stack and enters the guest handler
+ * (translated like all guest code). The guest's signal mask is the host
+ * thread's mask (rt_sigprocmask passes through), so blocked signals wait in
+ * the kernel as natively. docs/dbt-translator.md, "Signals".
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <ucontext.h>
+#include <unistd.h>
+
+#include "dbt/translator.h"
+#include "dbt/user/user.h"
+
+#define NSIG_GUEST  64
+#define ALTSTACK    (64u << 10)
+#define MAGIC1	    0x46505853u /* FP_XSTATE_MAGIC1 */
+#define MAGIC2	    0x46505845u
+
+/* The kernel's struct sigaction (rt_sigaction's layout). */
+struct guest_action {
+	uint64_t handler, flags, restorer, mask;
+};
+
+/* The kernel's x86-64 ucontext and rt_sigframe. */
+struct guest_mcontext {
+	uint64_t r8, r9, r10, r11, r12, r13, r14, r15;
+	uint64_t rdi, rsi, rbp, rbx, rdx, rax, rcx, rsp, rip, eflags;
+	uint16_t cs, gs, fs, ss;
+	uint64_t err, trapno, oldmask, cr2, fpstate, reserved[8];
+};
+struct guest_ucontext {
+	uint64_t flags, link;
+	uint64_t ss_sp;
+	int32_t ss_flags, pad;
+	uint64_t ss_size;
+	struct guest_mcontext mc;
+	uint64_t sigmask;
+};
+struct guest_frame {
+	uint64_t pretcode;
+	struct guest_ucontext uc;
+	siginfo_t info;
+};
+
+#define SA_RESTORER_FLAG 0x04000000u /* the kernel's SA_RESTORER */
+#define SS_AUTODISARM_FLAG (1u << 31)
+#define UC_FP_XSTATE 1
+#define UC_SIGCONTEXT_SS 2
+#define UC_STRICT_RESTORE_SS 4
+
+static struct guest_action actions[NSIG_GUEST + 1];
+static pthread_mutex_t actions_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static bool is_fault(int sig)
+{
+	return sig == SIGSEGV || sig == SIGBUS || sig == SIGILL || sig == SIGFPE || sig == SIGTRAP;
+}
+
+/* ---- the host side ---- */
+
+/* A passthrough SYSCALL site (translate.c): "syscall; mov rcx, next" or
+ * "syscall; mov ecx, next". Returns the guest RIP after the SYSCALL when at
+ * is the SYSCALL or the MOV after it, else 0. */
+static uint64_t syscall_site(const uint8_t *at, bool *before)
+{
+	for (int back = 0; back <= 2; back += 2) {
+		const uint8_t *p = at - back;
+		if (p[0] != 0x0f || p[1] != 0x05)
+			continue;
+		*before = back == 0;
+		if (p[2] == 0x48 && p[3] == 0xb9) {
+			uint64_t v;
+			memcpy(&v, p + 4, 8);
+			return v;
+		}
+		if (p[2] == 0xb9) {
+			uint32_t v;
+			memcpy(&v, p + 3, 4);
+			return v;
+		}
+	}
+	return 0;
+}
+
+static void host_signal(int sig, siginfo_t *info, void *ucv)
+{
+	ucontext_t *uc = ucv;
+	struct user_thread *t = user_current_thread();
+	uint64_t pc = (uint64_t)uc->uc_mcontext.gregs[REG_RIP];
+	int saved_errno = errno;
+
+	if (!t) { /* a thread vireo made that runs no guest code */
+		errno = saved_errno;
+		return;
+	}
+	bool in_cache = xlat_code_at(pc);
+	if (is_fault(sig) && info->si_code > 0) {
+		/* Raised by an instruction: the guest's, if it ran in the
+		 * cache; otherwise vireo's own bug, which must not loop. */
+		uint64_t rip = in_cache ? xlat_guest_rip(pc) : 0;
+		if (!rip)
+			user_die(sig);
+		t->fault_rip = rip;
+	}
+	t->pending_info[sig] = *info;
+	__atomic_or_fetch(&t->pending, 1ull << (sig - 1), __ATOMIC_SEQ_CST);
+	if (!in_cache)
+		goto out; /* the run loop looks before it enters */
+
+	/* Translated code: stop it at a point where the guest state is exact,
+	 * or make it leave at its next block end. */
+	struct xlat_ctx *ctx = t->ctx;
+	bool before = false;
+	uint64_t next = t->fault_rip ? 0 : syscall_site((const uint8_t *)(uintptr_t)pc, &before);
+	if (t->fault_rip || next) {
+		/* The registers are the guest's: leave through the signal exit
+		 * with RIP = the faulting instruction, the SYSCALL to restart,
+		 * or the one after it. */
+		ctx->target = t->fault_rip ? t->fault_rip : before ? next - 2 : next;
+		if (!t->fault_rip && !before)
+			uc->uc_mcontext.gregs[REG_RCX] = (greg_t)next;
+		uc->uc_mcontext.gregs[REG_RIP] = (greg_t)(uintptr_t)xlat_signal_routine;
+		t->fault_rip = 0;
+	} else {
+		xlat_unlink(ctx);
+	}
+out:
+	errno = saved_errno;
+}
+
+/* Host handlers run on their own stack: the guest's may be anything. */
+void user_signal_thread_init(void)
+{
+	stack_t ss = {.ss_sp = malloc(ALTSTACK), .ss_size = ALTSTACK};
+	if (ss.ss_sp)
+		sigaltstack(&ss, NULL);
+}
+
+static int host_disposition(int sig, const struct guest_action *a)
+{
+	struct sigaction sa = {0};
+	if (a->handler == (uint64_t)(uintptr_t)SIG_DFL || a->handler == (uint64_t)(uintptr_t)SIG_IGN) {
+		sa.sa_handler = (void (*)(int))(uintptr_t)a->handler;
+		sa.sa_flags = (int)(a->flags & (SA_NOCLDSTOP | SA_NOCLDWAIT));
+	} else {
+		sa.sa_sigaction = host_signal;
+		sa.sa_flags = SA_SIGINFO | SA_ONSTACK | (int)(a->flags & (SA_RESTART | SA_NOCLDSTOP | SA_NOCLDWAIT));
+		sigfillset(&sa.sa_mask);
+	}
+	return sigaction(sig, &sa, NULL) < 0 ? -errno : 0;
+}
+
+long user_rt_sigaction(int sig, uint64_t act, uint64_t oact, uint64_t size)
+{
+	struct guest_action a;
+	long r = 0;
+
+	if (size != 8 || sig < 1 || sig > NSIG_GUEST)
+		return -EINVAL;
+	if (act && user_read(&a, act, sizeof(a)) < 0)
+		return -EFAULT;
+	if (act && (sig == SIGKILL || sig == SIGSTOP))
+		return -EINVAL;
+	pthread_mutex_lock(&actions_lock);
+	struct guest_action old = actions[sig];
+	if (oact && user_write((void *)(uintptr_t)oact, &old, sizeof(old)) < 0)
+		r = -EFAULT;
+	else if (act) {
+		actions[sig] = a;
+		r = host_disposition(sig, &a);
+	}
+	pthread_mutex_unlock(&actions_lock);
+	return r;
+}
+
+long user_sigaltstack(struct user_thread *t, uint64_t uss, uint64_t uold)
+{
+	stack_t ss, old = t->altstack;
+	uint64_t sp = t->ctx->gpr[XR_RSP];
+	bool on = old.ss_size && sp - (uintptr_t)old.ss_sp < old.ss_size;
+
+	old.ss_flags = old.ss_size ? (on ? SS_ONSTACK : 0) : SS_DISABLE;
+	if (uss) {
+		if (user_read(&ss, uss, sizeof(ss)) < 0)
+			return -EFAULT;
+		if (on)
+			return -EPERM;
+		if (ss.ss_flags & ~(SS_DISABLE | SS_AUTODISARM_FLAG))
+			return -EINVAL;
+		if (ss.ss_flags & SS_DISABLE)
+			ss.ss_size = 0;
+		else if (ss.ss_size < (size_t)MINSIGSTKSZ)
+			return -ENOMEM;
+	}
+	if (uold && user_write((void *)(uintptr_t)uold, &old, sizeof(old)) < 0)
+		return -EFAULT;
+	if (uss)
+		t->altstack = ss;
+	return 0;
+}
+
+/* ---- delivery ---- */
+
+static int next_pending(struct user_thread *t)
+{
+	uint64_t p = __atomic_load_n(&t->pending, __ATOMIC_SEQ_CST);
+	if (!p)
+		return 0;
+	/* Synchronous signals first, as the kernel does. */
+	for (int s = 1; s <= NSIG_GUEST; s++)
+		if ((p & (1ull << (s - 1))) && is_fault(s))
+			return s;
+	return __builtin_ctzll(p) + 1;
+}
+
+void user_deliver_signals(struct user_thread *t)
+{
+	struct xlat_ctx *ctx = t->ctx;
+	int sig;
+
+	while ((sig = next_pending(t)) != 0) {
+		__atomic_and_fetch(&t->pending, ~(1ull << (sig - 1)), __ATOMIC_SEQ_CST);
+		pthread_mutex_lock(&actions_lock);
+		struct guest_action a = actions[sig];
+		if (a.flags & SA_RESETHAND) {
+			actions[sig] = (struct guest_action){0};
+			host_disposition(sig, &actions[sig]);
+		}
+		pthread_mutex_unlock(&actions_lock);
+		if (a.handler == (uint64_t)(uintptr_t)SIG_IGN)
+			continue;
+		if (a.handler == (uint64_t)(uintptr_t)SIG_DFL)
+			user_die(sig); /* handler reset in between: the default action */
+
+		/* The frame: below the red zone or on the alternate stack. */
+		uint64_t sp = ctx->gpr[XR_RSP];
+		bool on_alt = t->altstack.ss_size && sp - (uintptr_t)t->altstack.ss_sp < t->altstack.ss_size;
+		if ((a.flags & SA_ONSTACK) && t->altstack.ss_size && !on_alt)
+			sp = (uintptr_t)t->altstack.ss_sp + t->altstack.ss_size;
+		else
+			sp -= 128;
+		uint32_t xsize = xlat_xsave_size();
+		uint64_t fp = (sp - xsize - 4) & ~63ull;
+		sp = ((fp - sizeof(struct guest_frame)) & ~15ull) - 8;
+
+		sigset_t old;
+		pthread_sigmask(SIG_BLOCK, NULL, &old);
+		struct guest_frame f = {.pretcode = a.restorer, .info = t->pending_info[sig]};
+		uint64_t *g = ctx->gpr;
+		f.uc.flags = UC_FP_XSTATE | UC_SIGCONTEXT_SS | UC_STRICT_RESTORE_SS;
+		f.uc.ss_sp = (uintptr_t)t->altstack.ss_sp;
+		f.uc.ss_flags = t->altstack.ss_size ? (on_alt ? SS_ONSTACK : 0) : SS_DISABLE;
+		f.uc.ss_size = t->altstack.ss_size;
+		f.uc.mc = (struct guest_mcontext){
+		    g[XR_R8], g[XR_R9], g[XR_R10], g[XR_R11], g[XR_R12], g[XR_R13], g[XR_R14], g[XR_R15],
+		    g[XR_RDI], g[XR_RSI], g[XR_RBP], g[XR_RBX], g[XR_RDX], g[XR_RAX], g[XR_RCX], g[XR_RSP],
+		    ctx->rip, ctx->rflags, .cs = 0x33, .ss = 0x2b, .fpstate = fp,
+		};
+		if (is_fault(sig) && f.info.si_code > 0) {
+			f.uc.mc.trapno = sig == SIGSEGV || sig == SIGBUS ? 14 : sig == SIGFPE ? 0 : sig == SIGILL ? 6 : 3;
+			f.uc.mc.cr2 = (uintptr_t)f.info.si_addr;
+		}
+		memcpy(&f.uc.sigmask, &old, 8);
+
+		/* The FPU image with its software bytes, as fpu__save_sig does. */
+		uint8_t *img = malloc(xsize + 4);
+		if (!img)
+			user_die(SIGSEGV);
+		memcpy(img, ctx->xsave, xsize);
+		uint32_t sw[4] = {MAGIC1, xsize + 4, (uint32_t)xlat_xsave_mask(), (uint32_t)xsize};
+		memcpy(img + 464, sw, sizeof(sw));
+		uint64_t feat = xlat_xsave_mask();
+		memcpy(img + 472, &feat, 8);
+		uint32_t m2 = MAGIC2;
+		memcpy(img + xsize, &m2, 4);
+		int bad = user_write((void *)(uintptr_t)fp, img, xsize + 4) < 0 ||
+			  user_write((void *)(uintptr_t)sp, &f, sizeof(f)) < 0;
+		free(img);
+		if (bad || !(a.flags & SA_RESTORER_FLAG))
+			user_die(SIGSEGV); /* the kernel's force_sigsegv */
+
+		sigset_t block = old;
+		for (int s = 1; s <= NSIG_GUEST; s++)
+			if (a.mask & (1ull << (s - 1)))
+				sigaddset(&block, s);
+		if (!(a.flags & SA_NODEFER))
+			sigaddset(&block, sig);
+		pthread_sigmask(SIG_SETMASK, &block, NULL);
+		if (on_alt == false && (a.flags & SA_ONSTACK) && (t->altstack.ss_flags & SS_AUTODISARM_FLAG))
+			t->altstack.ss_size = 0;
+
+		g[XR_RDI] = (uint64_t)sig;
+		g[XR_RSI] = sp + offsetof(struct guest_frame, info);
+		g[XR_RDX] = sp + offsetof(struct guest_frame, uc);
+		g[XR_RAX] = 0;
+		g[XR_RSP] = sp;
+		ctx->rip = a.handler;
+		ctx->rflags &= ~(uint64_t)((1 << 10) | (1 << 8) | (1 << 16)); /* DF, TF, RF */
+	}
+}
+
+/* rt_sigreturn: RSP is just past pretcode, at the ucontext. */
+void user_rt_sigreturn(struct user_thread *t)
+{
+	struct xlat_ctx *ctx = t->ctx;
+	struct guest_ucontext uc;
+	uint64_t *g = ctx->gpr;
+
+	if (user_read(&uc, g[XR_RSP], sizeof(uc)) < 0)
+		user_die(SIGSEGV);
+	const struct guest_mcontext *m = &uc.mc;
+	uint64_t regs[16] = {m->rax, m->rcx, m->rdx, m->rbx, m->rsp, m->rbp, m->rsi, m->rdi,
+			     m->r8,  m->r9,  m->r10, m->r11, m->r12, m->r13, m->r14, m->r15};
+	memcpy(g, regs, sizeof(regs));
+	ctx->rip = m->rip;
+	/* The flags a user may change (FIX_EFLAGS). */
+	const uint64_t fix = 0x40dd5; /* AC OF DF TF SF ZF AF PF CF RF */
+	ctx->rflags = (ctx->rflags & ~fix) | (m->eflags & fix) | 0x10000ull * 0;
+	if (m->fpstate) {
+		uint32_t xsize = xlat_xsave_size();
+		uint8_t *img = malloc(xsize);
+		if (img && user_read(img, m->fpstate, xsize) == 0) {
+			uint64_t *bv = (uint64_t *)(img + 512);
+			*bv &= xlat_xsave_mask();
+			memset(img + 464, 0, 48); /* the software bytes are not state */
+			memcpy(ctx->xsave, img, xsize);
+		}
+		free(img);
+	}
+	sigset_t set;
+	sigemptyset(&set);
+	memcpy(&set, &uc.sigmask, 8);
+	sigdelset(&set, SIGKILL);
+	sigdelset(&set, SIGSTOP);
+	pthread_sigmask(SIG_SETMASK, &set, NULL);
+	if (!(uc.ss_flags & SS_DISABLE) && uc.ss_size)
+		t->altstack = (stack_t){.ss_sp = (void *)(uintptr_t)uc.ss_sp, .ss_size = uc.ss_size};
+}
