@@ -12,6 +12,8 @@ packages=(
 	libzydis-dev
 	# reference machine for the test guests
 	qemu-system-x86
+	# qcow2: compressed clusters; qemu-img and qemu-io, the reference for the image tests
+	zlib1g-dev qemu-utils
 )
 if [ "${1:-}" = fuzz ]; then
 	# libFuzzer targets: the compiler, its fuzzer and sanitizer runtimes, llvm-symbolizer
