@@ -11,6 +11,10 @@
  *       raw file MODEL (which starts as the disk's contents); reads back
  *       random ranges and compares them with the model along the way,
  *       flushes now and then, and compares the whole disk before closing
+ *   block-tool crash SEED COUNT IMAGE MODEL
+ *       COUNT random writes to the first half of the disk (mirrored into
+ *       MODEL), a flush, COUNT more to the second half, then exits without
+ *       closing: the first half must survive, the image must stay consistent
  *   block-tool open IMAGE ro|rw
  *       opens the image, reads parts of it and (rw) writes a few ranges;
  *       prints what failed. Exit status 0 when it opened, 3 when it did not.
@@ -195,6 +199,44 @@ static int cmd_write(uint64_t seed, unsigned count, int ndisks, char **args)
 	return 0;
 }
 
+static int cmd_crash(uint64_t seed, unsigned count, const char *path, const char *model_path)
+{
+	struct block_image *img = open_or_die(path, false);
+	uint64_t half = block_size(img) / 2;
+	int fd = open(model_path, O_RDWR);
+	uint8_t *buf = malloc(1 << 20);
+	int ret;
+
+	rng_state = seed | 1;
+	uint8_t *model = fd < 0 ? MAP_FAILED : mmap(NULL, half, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (model == MAP_FAILED || !buf) {
+		perror(model_path);
+		return 1;
+	}
+	for (unsigned n = 0; n < 2 * count; n++) {
+		uint64_t base = n < count ? 0 : half, off = rng() % half;
+		size_t len = 1 + rng() % (1 << 20);
+
+		if (len > half - off)
+			len = half - off;
+		fill(buf, len);
+		if ((ret = block_write(img, base + off, buf, len)) < 0) {
+			fprintf(stderr, "FAIL write: %s\n", strerror(-ret));
+			return 1;
+		}
+		if (n < count)
+			memcpy(model + off, buf, len);
+		if (n + 1 == count && (ret = block_flush(img)) < 0) {
+			fprintf(stderr, "FAIL flush: %s\n", strerror(-ret));
+			return 1;
+		}
+	}
+	munmap(model, half);
+	printf("PASS %u writes flushed, %u more not, exiting without closing\n", count, count);
+	fflush(stdout);
+	_exit(0);
+}
+
 /* A hostile or unsupported image: whatever happens, it is an error message. */
 static int cmd_open(const char *path, bool read_only)
 {
@@ -228,8 +270,12 @@ int main(int argc, char **argv)
 		return cmd_read(argv[2], argv[3]);
 	if (argc >= 6 && argc % 2 == 0 && argc <= 20 && !strcmp(argv[1], "write"))
 		return cmd_write(strtoull(argv[2], NULL, 0), strtoul(argv[3], NULL, 0), (argc - 4) / 2, argv + 4);
+	if (argc == 6 && !strcmp(argv[1], "crash"))
+		return cmd_crash(strtoull(argv[2], NULL, 0), strtoul(argv[3], NULL, 0), argv[4], argv[5]);
 	if (argc == 4 && !strcmp(argv[1], "open"))
 		return cmd_open(argv[2], !strcmp(argv[3], "ro"));
-	fprintf(stderr, "usage: block-tool read IMAGE OUT | write SEED COUNT IMAGE MODEL... | open IMAGE ro|rw\n");
+	fprintf(stderr,
+		"usage: block-tool read IMAGE OUT | write SEED COUNT IMAGE MODEL... | crash SEED COUNT IMAGE MODEL | "
+		"open IMAGE ro|rw\n");
 	return 2;
 }

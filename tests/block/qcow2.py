@@ -169,6 +169,18 @@ def part_write():
         to_raw(create("src.qcow2", "8M"), path("src.raw")), image)
     qemu_io(image, "write -c -P 0x99 0 1M")
     write_checks("write over compressed clusters", seed + 2, 100, image)
+    # a process that dies between flushes leaves a consistent image holding
+    # everything written before the last flush (at worst leaked clusters)
+    for cluster in (512, 65536):
+        image = create(f"crash-{cluster}.qcow2", "16M", f"cluster_size={cluster}")
+        model = to_raw(image, image + ".model")
+        run(tool, "crash", seed + 4, 40, image, model)
+        p = run("qemu-img", "check", image, ok=(0, 1, 2, 3))
+        check(f"crash before flush, cluster_size={cluster}: qemu-img check finds no errors", p.returncode in (0, 3),
+              p.stdout + p.stderr)
+        with open(to_raw(image, path("after.raw")), "rb") as a, open(model, "rb") as m:
+            check(f"crash before flush, cluster_size={cluster}: the flushed writes survive",
+                  a.read(8 << 20) == m.read(8 << 20))
     # the image reopens and takes more writes
     write_checks("write again after reopening", seed + 3, 100, path("w-1.1-65536.qcow2"))
 
@@ -328,6 +340,20 @@ def part_hostile():
         l2 = struct.unpack(">Q", f.read(8))[0] & 0x00fffffffffffe00
     patch(image, l2 + 8, ">Q", (1 << 63) | (1 << 50))
     expect("data cluster outside the file", image, "ro", "eio")
+
+    image = fresh("v2zero.qcow2", "compat=0.10,cluster_size=4096")
+    with open(image, "rb") as f:
+        f.seek(header(image)["l1_offset"])
+        l2 = struct.unpack(">Q", f.read(8))[0] & 0x00fffffffffffe00
+    patch(image, l2 + 16, ">Q", 1)  # the zero flag does not exist in version 2
+    expect("zero flag in a version 2 image", image, "ro", "eio")
+
+    image = fresh("zeroout.qcow2")
+    with open(image, "rb") as f:
+        f.seek(header(image)["l1_offset"])
+        l2 = struct.unpack(">Q", f.read(8))[0] & 0x00fffffffffffe00
+    patch(image, l2 + 16, ">Q", (1 << 63) | (1 << 45) | 1)
+    expect("zero cluster preallocated outside the file", image, "rw", "eio")
 
     image = fresh("refbad.qcow2")
     patch(image, header(image)["reftable_offset"], ">Q", 0x1234)

@@ -42,7 +42,7 @@ enum block_extent_kind {
 /*
  * fd is the image's file, a backing image's (reads), or for a qcow2
  * compressed cluster a memfd the driver inflated it into: that extent stays
- * valid until 64 more compressed clusters of the image have been mapped.
+ * valid until 32 more compressed clusters of the image have been mapped.
  */
 struct block_extent {
 	enum block_extent_kind kind;

@@ -62,7 +62,8 @@
 #define QCOW2_REFT_RESERVED 0x1ffull
 
 /* Decompressed clusters are handed out from a ring of this many clusters of
- * a memfd: an extent of one stays valid for this many further inflations. */
+ * a memfd. An extent is only handed out of a slot filled in the last half
+ * of the ring, so it stays valid for half the ring's further inflations. */
 #define QCOW2_INFLATE_SLOTS 64
 
 /* One cached L2 table or refcount block: a cluster of the file. */
@@ -120,8 +121,8 @@ struct qcow2 {
 
 	int inflate_fd;
 	uint8_t *inflated, *deflated;
-	uint64_t inflate_entry[QCOW2_INFLATE_SLOTS];
-	unsigned inflate_next;
+	uint64_t inflate_entry[QCOW2_INFLATE_SLOTS], inflate_seq[QCOW2_INFLATE_SLOTS];
+	uint64_t inflate_next;
 };
 
 static uint32_t get32(const uint8_t *p)
@@ -659,7 +660,8 @@ static int compressed_read(struct qcow2 *s, uint64_t entry, uint64_t *slot_offse
 	z_stream z;
 
 	for (slot = 0; slot < QCOW2_INFLATE_SLOTS; slot++) {
-		if (s->inflate_entry[slot] == entry) {
+		if (s->inflate_entry[slot] == entry &&
+		    s->inflate_next - s->inflate_seq[slot] <= QCOW2_INFLATE_SLOTS / 2) {
 			*slot_offset = slot * cs;
 			return 0;
 		}
@@ -687,7 +689,8 @@ static int compressed_read(struct qcow2 *s, uint64_t entry, uint64_t *slot_offse
 	while (n < 0 && errno == EINTR);
 	if (n <= 0)
 		return corrupt(s, "cannot read the compressed cluster at 0x%llx", (unsigned long long)host);
-	slot = s->inflate_next++ % QCOW2_INFLATE_SLOTS;
+	slot = s->inflate_next % QCOW2_INFLATE_SLOTS;
+	s->inflate_seq[slot] = s->inflate_next++;
 	s->inflate_entry[slot] = 0;
 	memset(&z, 0, sizeof(z));
 	if (inflateInit2(&z, -12) != Z_OK) /* raw deflate, as QEMU writes it */
