@@ -17,6 +17,8 @@ packages=(
 	# vireo user: programs its tests run natively and translated, and
 	# qemu-x86_64 for its benchmark
 	busybox-static qemu-user
+	# qcow2: compressed clusters; qemu-img and qemu-io, the reference for the image tests
+	zlib1g-dev qemu-utils
 )
 if [ "${1:-}" = fuzz ]; then
 	# libFuzzer targets: the compiler, its fuzzer and sanitizer runtimes, llvm-symbolizer

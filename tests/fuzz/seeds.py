@@ -8,6 +8,7 @@ usage: seeds.py CORPUS
 import os
 import struct
 import sys
+import zlib
 
 corpus = sys.argv[1]
 NEXT, WRITE, INDIRECT = 1, 2, 4
@@ -72,6 +73,72 @@ def blk_request(q, first, kind, sector, data_len, writable, data=b""):
     return ops + op_post(q, first) + op_kick(q)
 
 
+def qcow2(cluster_bits=9, size=1 << 20, version=3, data=(), zeros=(), compressed=(), refcount_order=4,
+          backing=b"", extensions=b""):
+    """A small qcow2 image: header, L1 table, refcount table and block, L2
+    tables, then data clusters (guest cluster numbers in data), zero
+    clusters and compressed clusters (deflate, packed after the data)."""
+    cs = 1 << cluster_bits
+    l2_entries = cs // 8
+    l1_entries = -(-size // (cs * l2_entries))
+    clusters = [bytearray(cs) for _ in range(4)]  # header, L1, refcount table, refcount block
+    l2 = {}
+
+    def entry(guest, value):
+        i = guest // l2_entries
+        if i not in l2:
+            l2[i] = len(clusters)
+            clusters.append(bytearray(cs))
+            struct.pack_into(">Q", clusters[1], 8 * i, (1 << 63) | l2[i] * cs)
+        struct.pack_into(">Q", clusters[l2[i]], 8 * (guest % l2_entries), value)
+
+    for g in data:
+        clusters.append(bytearray(bytes([g & 0xff, 0xa5]) * (cs // 2)))
+        entry(g, (1 << 63) | (len(clusters) - 1) * cs)
+    for g in zeros:
+        entry(g, 1)
+    packed = bytearray()
+    start = len(clusters) * cs
+    x = 62 - (cluster_bits - 8)
+    ranges = []
+    for g in compressed:
+        z = zlib.compressobj(9, zlib.DEFLATED, -12)
+        blob = z.compress(bytes([g & 0xff]) * cs) + z.flush()
+        host = start + len(packed)
+        sectors = (host % 512 + len(blob) + 511) // 512
+        entry(g, (1 << 62) | ((sectors - 1) << x) | host)
+        packed += blob
+        ranges.append((host // 512 * 512, sectors * 512))
+    packed += bytes(-len(packed) % cs)
+    total = len(clusters) + len(packed) // cs
+    counts = [1] * len(clusters) + [0] * (len(packed) // cs)
+    for host, length in ranges:  # each compressed cluster counts every host cluster it touches
+        for c in range(host // cs, min(-(-(host + length) // cs), total)):
+            counts[c] += 1
+    for i in range(total):  # refcount block entries, refcount_order bits each
+        bits = 1 << refcount_order
+        bit = i * bits
+        if bits >= 8:
+            clusters[3][bit // 8:bit // 8 + bits // 8] = counts[i].to_bytes(bits // 8, "big")
+        else:
+            clusters[3][bit // 8] |= counts[i] << (bit % 8)
+    struct.pack_into(">Q", clusters[2], 0, 3 * cs)
+    h = clusters[0]
+    header_length = 104 if version == 3 else 72
+    backing_at = header_length + len(extensions) + 8 if backing else 0
+    struct.pack_into(">IIQIIQIIQQIIQ", h, 0, 0x514649FB, version, backing_at, len(backing), cluster_bits, size, 0,
+                     l1_entries, cs, 2 * cs, 1, 0, 0)
+    if version == 3:
+        struct.pack_into(">QQQII", h, 72, 0, 0, 0, refcount_order, header_length)
+    h[header_length:header_length + len(extensions)] = extensions
+    h[backing_at:backing_at + len(backing)] = backing
+    return b"".join(clusters) + bytes(packed)
+
+
+feature_names = struct.pack(">II", 0x6803F857, 48) + struct.pack(">BB46s", 0, 0, b"dirty bit")
+backing_format = struct.pack(">II", 0xE2792ACA, 3) + b"raw\0\0\0\0\0"
+
+
 buf = 0x8000  # guest RAM the virtq seeds point their buffers at
 seeds = {
     "virtq": {
@@ -108,6 +175,13 @@ seeds = {
         "transmit": op_setup(4) + op_desc(1, 0, 0, 12, NEXT, 1) + op_desc(1, 1, 64, 4, 0) + op_post(1, 0) + op_kick(1),
         "receive-buffer": op_setup(4) + op_desc(0, 0, 0, 64, WRITE) + op_post(0, 0) + op_kick(0),
         "emergency-write": op_setup(4) + op_write(0x2008, 2, ord("x")),
+    },
+    "qcow2": {
+        "v3-512": qcow2(data=(0, 1, 70, 2047), zeros=(5,), compressed=(3, 64), extensions=feature_names),
+        "v2-4k": qcow2(cluster_bits=12, version=2, size=8 << 20, data=(0, 600, 1000)),
+        "v3-1k-refcount1": qcow2(cluster_bits=10, refcount_order=0, data=(2, 3), compressed=(9,)),
+        "v3-refcount64": qcow2(refcount_order=6, size=64 << 10, data=(1,), zeros=(0,)),
+        "v3-backing": qcow2(data=(4,), backing=b"image", extensions=backing_format),
     },
 }
 

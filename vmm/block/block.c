@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "vmm/block/block.h"
@@ -53,11 +54,25 @@ static const struct block_format *format_probe(int fd)
 	return format_by_name("raw");
 }
 
-struct block_image *block_open(const char *path, const char *format, bool read_only, char *err, size_t errlen)
+/* Whether fd is a file that an image above in the chain already has open. */
+static bool chain_has_file(const struct block_image *overlay, int fd)
+{
+	struct stat st, above;
+
+	if (fstat(fd, &st) < 0)
+		return false;
+	for (; overlay; overlay = overlay->overlay)
+		if (fstat(overlay->fd, &above) == 0 && above.st_dev == st.st_dev && above.st_ino == st.st_ino)
+			return true;
+	return false;
+}
+
+static struct block_image *image_open(const char *path, const char *format, bool read_only, struct block_image *overlay,
+				      char *err, size_t errlen)
 {
 	const struct block_format *fmt = NULL;
 	struct block_image *img;
-	char why[256] = "";
+	char why[2048] = "";
 
 	if (format && !(fmt = format_by_name(format))) {
 		snprintf(err, errlen, "%s: unknown image format '%s'", path, format);
@@ -70,9 +85,15 @@ struct block_image *block_open(const char *path, const char *format, bool read_o
 		return NULL;
 	}
 	img->read_only = read_only;
+	img->overlay = overlay;
+	img->depth = overlay ? overlay->depth + 1 : 0;
 	img->fd = open(path, (read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC);
 	if (img->fd < 0) {
 		snprintf(err, errlen, "cannot open disk image %s: %s", path, strerror(errno));
+		goto fail;
+	}
+	if (chain_has_file(overlay, img->fd)) {
+		snprintf(err, errlen, "loop: %s is already in the backing chain above", path);
 		goto fail;
 	}
 	/* Another writer would corrupt the image under us (or we under it). */
@@ -94,6 +115,35 @@ fail:
 	free(img->path);
 	free(img);
 	return NULL;
+}
+
+struct block_image *block_open(const char *path, const char *format, bool read_only, char *err, size_t errlen)
+{
+	return image_open(path, format, read_only, NULL, err, errlen);
+}
+
+struct block_image *block_open_backing(struct block_image *overlay, const char *path, const char *format, char *err,
+				       size_t errlen)
+{
+	const char *slash = strrchr(overlay->path, '/');
+	struct block_image *img;
+	char *full;
+
+	if (overlay->depth + 1 >= BLOCK_CHAIN_MAX) {
+		snprintf(err, errlen, "chain deeper than %d images at %s", BLOCK_CHAIN_MAX, path);
+		return NULL;
+	}
+	if (path[0] == '/' || !slash)
+		full = strdup(path);
+	else if (asprintf(&full, "%.*s/%s", (int)(slash - overlay->path), overlay->path, path) < 0)
+		full = NULL;
+	if (!full) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	img = image_open(full, format, true, overlay, err, errlen);
+	free(full);
+	return img;
 }
 
 int block_close(struct block_image *img)
@@ -161,6 +211,8 @@ static int block_rw(struct block_image *img, uint64_t offset, uint8_t *buf, size
 			return ret;
 		if (ext.kind == BLOCK_EXTENT_ZERO) {
 			memset(buf, 0, ext.length);
+		} else if (ext.kind == BLOCK_EXTENT_MEMORY) {
+			memcpy(buf, ext.data, ext.length);
 		} else {
 			for (uint64_t done = 0; done < ext.length;) {
 				ssize_t n = write ? pwrite(ext.fd, buf + done, ext.length - done, ext.offset + done)

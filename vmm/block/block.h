@@ -5,8 +5,8 @@
  *   block.c    opening (format probe, locks, backing chains), the synchronous
  *              helpers built on block_map
  *   raw.c      a raw image: the disk is the file
- *   qcow2.c    qcow2 v3: L1/L2 tables, refcounts, copy-on-write from a
- *              backing image
+ *   qcow2.c    qcow2 (versions 2 and 3): L1/L2 tables, refcounts, copy-on-
+ *              write from a backing image (docs/block.md)
  *
  * A format driver does not move data: block_map says where a range of the
  * virtual disk lives (an extent of a host file, or zeros), allocating on
@@ -37,13 +37,20 @@ struct block_image;
 enum block_extent_kind {
 	BLOCK_EXTENT_DATA, /* length bytes of fd from offset */
 	BLOCK_EXTENT_ZERO, /* length bytes of zeros (reads only) */
+	BLOCK_EXTENT_MEMORY, /* length bytes at data (reads only): copy them before the next block_map */
 };
 
+/*
+ * A DATA extent's fd is the image's file or, for reads, a backing image's.
+ * A MEMORY extent is a qcow2 compressed cluster the driver inflated into its
+ * own buffer, which later maps reuse: the caller copies it out at once.
+ */
 struct block_extent {
 	enum block_extent_kind kind;
 	int fd;
 	uint64_t offset;
 	uint64_t length; /* > 0, at most what was asked for */
+	const void *data;
 };
 
 /*
@@ -111,8 +118,21 @@ struct block_image {
 	bool read_only;
 	uint64_t size;
 	void *priv;
-	bool warned; /* one corruption message per image */
+	bool warned;		     /* one corruption message per image */
+	struct block_image *overlay; /* the image this one backs, NULL at the top */
+	unsigned depth;		     /* images above this one in its chain */
 };
+
+/* The longest backing chain opened (loops and absurd chains end there). */
+#define BLOCK_CHAIN_MAX 16
+
+/*
+ * Opens overlay's backing image read-only: path relative to the overlay's
+ * directory unless absolute, format NULL to probe. Refuses a file already in
+ * the chain (a loop) and chains deeper than BLOCK_CHAIN_MAX.
+ */
+struct block_image *block_open_backing(struct block_image *overlay, const char *path, const char *format, char *err,
+				       size_t errlen);
 
 /* Logs "block: PATH: message" once per image (corrupt images, failed I/O). */
 void block_warn(struct block_image *img, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

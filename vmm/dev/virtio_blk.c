@@ -379,7 +379,8 @@ static void blk_data(struct blk_request *req, unsigned first, size_t skip, size_
 /*
  * Maps the data to the disk from offset, extent by extent: each data extent
  * becomes a readv/writev of the runs of guest buffers it covers, each zero
- * extent is zeroed in the guest at once. 0 or -errno.
+ * extent is zeroed in the guest at once and each memory extent (an inflated
+ * compressed cluster) copied there at once. 0 or -errno.
  */
 static int blk_map_data(struct virtio_blk *blk, struct blk_request *req, uint64_t offset, bool write)
 {
@@ -411,8 +412,10 @@ static int blk_map_data(struct virtio_blk *blk, struct blk_request *req, uint64_
 			size_t n = d->iov_len - at < need ? d->iov_len - at : need;
 			uint8_t *p = (uint8_t *)d->iov_base + at;
 
-			if (!io) {
+			if (ext.kind == BLOCK_EXTENT_ZERO) {
 				memset(p, 0, n);
+			} else if (ext.kind == BLOCK_EXTENT_MEMORY) {
+				memcpy(p, (const uint8_t *)ext.data + (ext.length - need), n);
 			} else {
 				if (!blk_iov_room(req))
 					return -ENOMEM;
