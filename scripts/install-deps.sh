@@ -10,6 +10,8 @@ packages=(
 	gcc make meson ninja-build pkg-config binutils
 	# dbt engine: instruction decoder
 	libzydis-dev
+	# user networking (-netdev user)
+	libslirp-dev
 	# reference machine for the test guests
 	qemu-system-x86
 )

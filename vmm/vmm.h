@@ -221,6 +221,7 @@ void timer_cancel(struct vm *vm, struct vm_timer *t);
 /* ---- VM and vCPUs ------------------------------------------------------- */
 
 #define VM_MAX_DEVICES 32 /* virtio: -device specs per VM */
+#define VM_MAX_NETDEVS 8  /* net: -netdev specs per VM */
 
 struct vm_config {
 	const char *kernel, *initrd, *cmdline;
@@ -236,6 +237,13 @@ struct vm_config {
 	const char *devices[VM_MAX_DEVICES];
 	unsigned ndevices;
 	/* ---- end virtio ---- */
+	/* ---- net: network back ends ---- */
+	/* -netdev specs ("tap,id=n0,ifname=tap0", "user,id=n0"), opened by
+	 * vm_create and kept across guest resets; a -device virtio-net-pci names
+	 * one with netdev=ID. */
+	const char *netdevs[VM_MAX_NETDEVS];
+	unsigned nnetdevs;
+	/* ---- end net ---- */
 };
 
 /* Exit statuses of vm_run. A guest's debug-exit write of v gives (v << 1) | 1,

@@ -14,6 +14,8 @@
  *                           descriptor i of queue q, its buffer in the window
  *   6 post   u8 q, u8 head  makes a chain available
  *   7 kick   u8 q           rings queue q's doorbell
+ *   8 data   u16 off, u8 n, n bytes   guest RAM where the descriptors point
+ *                           (the window's upper 64 KiB), e.g. a frame to send
  *
  * The device must survive whatever the program does, and never touch
  * memory outside guest RAM (ASan watches the rest of the process).
@@ -33,6 +35,10 @@
 #define QSIZE	    8
 #define MAX_QUEUES  8
 #define BAR_SIZE    0x8000
+
+/* Targets without network back ends leave these as they are. */
+__attribute__((weak)) const char *const fuzz_netdevs[1];
+__attribute__((weak)) const unsigned fuzz_netdev_count;
 
 static struct vm *vm;
 static unsigned slot, numq, msix_cap;
@@ -70,10 +76,12 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 
 	(void)argc;
 	(void)argv;
-	if (fuzz_device_count > VM_MAX_DEVICES)
+	if (fuzz_device_count > VM_MAX_DEVICES || fuzz_netdev_count > VM_MAX_NETDEVS)
 		abort();
 	memcpy(cfg.devices, fuzz_devices, fuzz_device_count * sizeof(fuzz_devices[0]));
 	cfg.ndevices = fuzz_device_count;
+	memcpy(cfg.netdevs, fuzz_netdevs, fuzz_netdev_count * sizeof(fuzz_netdevs[0]));
+	cfg.nnetdevs = fuzz_netdev_count;
 	vm = test_vm_create_config(&cfg);
 	for (slot = 0; slot < 32 && (cfg_read(0, 4) & 0xffff) != 0x1af4; slot++)
 		;
@@ -162,7 +170,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		uint16_t off = 0, len = 0;
 		uint8_t sz = 0, q = 0, i = 0, n = 0, flags = 0, next = 0;
 
-		switch (op % 8) {
+		switch (op % 9) {
 		case 0:
 			if (!take(&p, end, &v64, 8))
 				return 0;
@@ -216,6 +224,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			if (!take(&p, end, &q, 1))
 				return 0;
 			bar_write(notify + notify_mult * (q % MAX_QUEUES), 2, q);
+			break;
+		case 8:
+			if (!take(&p, end, &off, 2) || !take(&p, end, &n, 1) || (size_t)(end - p) < n)
+				return 0;
+			memcpy(gpa_to_hva(vm, BUFFERS + off % (0x10000 - 256), n), p, n);
+			p += n;
 			break;
 		}
 	}

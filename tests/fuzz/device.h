@@ -12,5 +12,8 @@
 /* Set by each target: the -device specs of its VM. */
 extern const char *const fuzz_devices[];
 extern const unsigned fuzz_device_count;
+/* Optional: the -netdev specs the devices use (none unless a target says). */
+extern const char *const fuzz_netdevs[];
+extern const unsigned fuzz_netdev_count;
 
 #endif
