@@ -36,9 +36,9 @@
 #define MAX_QUEUES  8
 #define BAR_SIZE    0x8000
 
-/* Targets without network back ends leave these as they are. */
-__attribute__((weak)) const char *const fuzz_netdevs[1];
-__attribute__((weak)) const unsigned fuzz_netdev_count;
+/* Targets without network back ends do not define these. */
+extern const char *const fuzz_netdevs[] __attribute__((weak));
+extern const unsigned fuzz_netdev_count __attribute__((weak));
 
 static struct vm *vm;
 static unsigned slot, numq, msix_cap;
@@ -72,16 +72,17 @@ static uint64_t bar_read(uint64_t off, unsigned size)
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	struct vm_config cfg = {.cpus = 1, .memory = RAM, .serial = "none"};
-	unsigned at, n = 0;
+	unsigned at, n = 0, netdevs = &fuzz_netdev_count ? fuzz_netdev_count : 0;
 
 	(void)argc;
 	(void)argv;
-	if (fuzz_device_count > VM_MAX_DEVICES || fuzz_netdev_count > VM_MAX_NETDEVS)
+	if (fuzz_device_count > VM_MAX_DEVICES || netdevs > VM_MAX_NETDEVS)
 		abort();
 	memcpy(cfg.devices, fuzz_devices, fuzz_device_count * sizeof(fuzz_devices[0]));
 	cfg.ndevices = fuzz_device_count;
-	memcpy(cfg.netdevs, fuzz_netdevs, fuzz_netdev_count * sizeof(fuzz_netdevs[0]));
-	cfg.nnetdevs = fuzz_netdev_count;
+	if (netdevs)
+		memcpy(cfg.netdevs, fuzz_netdevs, netdevs * sizeof(fuzz_netdevs[0]));
+	cfg.nnetdevs = netdevs;
 	vm = test_vm_create_config(&cfg);
 	for (slot = 0; slot < 32 && (cfg_read(0, 4) & 0xffff) != 0x1af4; slot++)
 		;

@@ -93,9 +93,13 @@ class Server:
 LIMIT_SERVER = 300
 
 
+LABEL = f"virtio-net over {mode}, {cpus} vCPU(s)"
+# Outside the namespace, where Debian's archive can be reached: mkguest may
+# download; inside, it finds what it made.
+guest = Guest(vireo, mkguest, guest_dir, "cloud", cpus, LABEL)
+
+
 def run_test(server_addr, guest_server, vireo_args, prefix=()):
-    label = f"virtio-net over {mode}, {cpus} vCPU(s)"
-    guest = Guest(vireo, mkguest, guest_dir, "cloud", cpus, label)
     server = Server(server_addr)
     extra = (f"vireo.test.net={mode} vireo.test.server={guest_server}:{server.port(server.echo)} "
              f"vireo.test.sink={server.port(server.sink)} vireo.test.sinkbytes={SINK_BYTES} "
@@ -114,7 +118,7 @@ def run_test(server_addr, guest_server, vireo_args, prefix=()):
         print(f"INFO guest -> host TCP over {mode}: {server.sunk} bytes in {server.sink_seconds:.2f} s, "
               f"{mbps:.1f} Mbit/s (busybox dd | nc, dbt engine)")
     passes = guest.judge(status, lines, 6)
-    print(f"DONE {label}: {passes} checks passed in the guest, the host's check passed, powered off")
+    print(f"DONE {LABEL}: {passes} checks passed in the guest, the host's check passed, powered off")
 
 
 if mode == "user":
