@@ -12,6 +12,8 @@ packages=(
 	libzydis-dev
 	# virtio-blk: disk I/O through io_uring
 	liburing-dev
+	# user networking (-netdev user)
+	libslirp-dev
 	# reference machine for the test guests
 	qemu-system-x86
 	# vireo user: programs its tests run natively and translated, and

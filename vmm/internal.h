@@ -148,6 +148,17 @@ int console_write(struct vm *vm, const void *buf, size_t len);
 bool console_has_input(struct vm *vm);
 size_t console_read(struct vm *vm, void *buf, size_t len);
 
+/* ---- network back ends (netdev.c) ------------------------------------------- */
+
+struct net_backend;
+/* Checks cfg's -netdev specs (each valid, ids unique). */
+int netdevs_check(const struct vm_config *cfg, char *err, size_t errlen);
+/* Opens them all (vm_create), closes them (vm_destroy). */
+int netdevs_open(struct vm *vm, char *err, size_t errlen);
+void netdevs_close(struct vm *vm);
+/* The open back end with this id, or NULL. */
+struct net_backend *vm_netdev(struct vm *vm, const char *id);
+
 /* ---- PCI ---------------------------------------------------------------- */
 
 /* Bus 0 behind the host bridge (vmm/dev/pci.c). Configuration through ports
@@ -336,6 +347,7 @@ struct vm {
 	struct pic *pic;
 	int console_fd;
 	void *devices[DEVICE_SLOT_COUNT]; /* other devices' state, owned by their files */
+	struct net_backend *netdevs[VM_MAX_NETDEVS]; /* net: cfg.netdevs, open (netdev.c) */
 };
 
 #endif

@@ -159,7 +159,7 @@ struct vm *vm_create(const struct vm_config *cfg, char *err, size_t errlen)
 		snprintf(err, errlen, "%u vCPUs requested: Vireo runs 1 to %d", cfg->cpus, MAX_CPUS);
 		goto fail;
 	}
-	if (virtio_devices_check(cfg, err, errlen) < 0)
+	if (netdevs_check(cfg, err, errlen) < 0 || virtio_devices_check(cfg, err, errlen) < 0)
 		goto fail;
 	vm->engine = engine_pick(cfg->engine, err, errlen);
 	if (!vm->engine)
@@ -167,6 +167,8 @@ struct vm *vm_create(const struct vm_config *cfg, char *err, size_t errlen)
 	if (memory_init(vm, cfg->memory, err, errlen) < 0)
 		goto fail;
 	if (console_open(vm, err, errlen) < 0)
+		goto fail;
+	if (netdevs_open(vm, err, errlen) < 0)
 		goto fail;
 	if (vm_assemble(vm, err, errlen) < 0)
 		goto fail;
@@ -255,6 +257,7 @@ void vm_destroy(struct vm *vm)
 	clock_stop(vm);
 	vm_disassemble(vm);
 	memory_destroy(vm);
+	netdevs_close(vm);
 	console_close(vm);
 	bus_destroy(&vm->pio);
 	bus_destroy(&vm->mmio);

@@ -233,6 +233,8 @@ struct vm_drive {
 };
 /* ---- end block ---- */
 
+#define VM_MAX_NETDEVS 8  /* net: -netdev specs per VM */
+
 struct vm_config {
 	const char *kernel, *initrd, *cmdline;
 	uint64_t memory;
@@ -251,6 +253,13 @@ struct vm_config {
 	struct vm_drive drives[VM_MAX_DRIVES];
 	unsigned ndrives;
 	/* ---- end block ---- */
+	/* ---- net: network back ends ---- */
+	/* -netdev specs ("tap,id=n0,ifname=tap0", "user,id=n0"), opened by
+	 * vm_create and kept across guest resets; a -device virtio-net-pci names
+	 * one with netdev=ID. */
+	const char *netdevs[VM_MAX_NETDEVS];
+	unsigned nnetdevs;
+	/* ---- end net ---- */
 };
 
 /* Exit statuses of vm_run. A guest's debug-exit write of v gives (v << 1) | 1,

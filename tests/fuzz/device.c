@@ -19,6 +19,8 @@
  *                           was made available, as a driver would: devices
  *                           that complete from their own thread (virtio-blk)
  *                           are fuzzed as deterministically as the others
+ *   8 data   u16 off, u8 n, n bytes   guest RAM where the descriptors point
+ *                           (the window's upper 64 KiB), e.g. a frame to send
  *
  * The device must survive whatever the program does, and never touch
  * memory outside guest RAM (ASan watches the rest of the process).
@@ -187,7 +189,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		uint16_t off = 0, len = 0;
 		uint8_t sz = 0, q = 0, i = 0, n = 0, flags = 0, next = 0;
 
-		switch (op % 8) {
+		switch (op % 9) {
 		case 0:
 			if (!take(&p, end, &v64, 8))
 				return 0;
@@ -243,6 +245,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			bar_write(notify + notify_mult * (q % MAX_QUEUES), 2, q);
 			if (q % MAX_QUEUES < numq)
 				test_wait(settled, &(struct settle){q % MAX_QUEUES}, SETTLE_NS);
+			break;
+		case 8:
+			if (!take(&p, end, &off, 2) || !take(&p, end, &n, 1) || (size_t)(end - p) < n)
+				return 0;
+			memcpy(gpa_to_hva(vm, BUFFERS + off % (0x10000 - 256), n), p, n);
+			p += n;
 			break;
 		}
 	}

@@ -12,9 +12,9 @@
 /* Set by each target: the -device specs of its VM. */
 extern const char *const fuzz_devices[];
 extern const unsigned fuzz_device_count;
-
 /* Optional, defined by a target whose devices need more than -device specs
- * (virtio-blk's drives): completes the VM's configuration. */
+ * (virtio-blk's drives, virtio-net's back ends): completes the VM's
+ * configuration. */
 struct vm_config;
 void fuzz_configure(struct vm_config *cfg) __attribute__((weak));
 

@@ -14,7 +14,8 @@ mkdir -p "$corpus" "$artifacts"
 python3 "$(dirname "$0")/seeds.py" "$corpus" || exit 1
 failed=0
 summary=()
-for target in virtq virtio-rng virtio-console virtio-blk qcow2; do
+for target in virtq virtio-rng virtio-console virtio-blk virtio-net qcow2; do
+	[ -x "$build/tests/fuzz/fuzz-$target" ] || continue
 	mkdir -p "$corpus/$target"
 	log=$build/fuzz-$target.log
 	"$build/tests/fuzz/fuzz-$target" -max_total_time="$seconds" -print_final_stats=1 \

@@ -139,6 +139,27 @@ feature_names = struct.pack(">II", 0x6803F857, 48) + struct.pack(">BB46s", 0, 0,
 backing_format = struct.pack(">II", 0xE2792ACA, 3) + b"raw\0\0\0\0\0"
 
 
+def op_data(off, data):
+    """Bytes in the buffers' area, where op_desc's offsets point."""
+    return bytes([8]) + struct.pack("<HB", off, len(data)) + data
+
+
+# virtio-net: MAC, MRG_RXBUF, STATUS, CTRL_VQ, CTRL_RX, CTRL_MAC_ADDR; queue 0
+# receives, 1 transmits, 2 is the control queue.
+NET_FEATURES = (1 << 5) | (1 << 15) | (1 << 16) | (1 << 17) | (1 << 18) | (1 << 23)
+GUEST_MAC = bytes.fromhex("525400123456")
+# An ARP request from 10.0.2.15 for 10.0.2.2 (slirp answers it), padded to 60 bytes.
+ARP = (b"\xff" * 6 + GUEST_MAC + b"\x08\x06" + struct.pack(">HHBBH", 1, 0x0800, 6, 4, 1) + GUEST_MAC +
+       bytes([10, 0, 2, 15]) + b"\0" * 6 + bytes([10, 0, 2, 2])).ljust(60, b"\0")
+NET_HDR = b"\0" * 12
+
+
+def net_ctrl(command, window_off=0x200):
+    """A control request: command bytes (class, cmd, data), then a 1-byte ack."""
+    return (op_data(window_off, command) + op_desc(2, 0, window_off, len(command), NEXT, 1) +
+            op_desc(2, 1, window_off + 0x100, 1, WRITE) + op_post(2, 0) + op_kick(2))
+
+
 buf = 0x8000  # guest RAM the virtq seeds point their buffers at
 seeds = {
     "virtq": {
@@ -170,6 +191,21 @@ seeds = {
         "past-the-end": op_setup(BLK_F) + blk_request(0, 0, 0, 2047, 1024, True),
         "write-then-reset": op_setup(BLK_F) + blk_request(0, 0, 1, 4, 4096, False) + op_write(0x14, 0, 0) +
         op_setup(BLK_F) + blk_request(0, 0, 0, 4, 4096, True),
+    },
+    "virtio-net": {
+        "arp-and-reply": op_setup(NET_FEATURES) + op_desc(0, 0, 0x1000, 1526, WRITE) + op_post(0, 0) + op_kick(0) +
+        op_data(0, NET_HDR + ARP) + op_desc(1, 0, 0, 72, 0) + op_post(1, 0) + op_kick(1),
+        "header-apart": op_setup(NET_FEATURES) + op_data(0, NET_HDR) + op_data(0x40, ARP) +
+        op_desc(1, 0, 0, 12, NEXT, 1) + op_desc(1, 1, 0x40, 60, 0) + op_post(1, 0) + op_kick(1),
+        "small-receive-buffers": op_setup(NET_FEATURES) + op_desc(0, 0, 0x1000, 16, WRITE) +
+        op_desc(0, 1, 0x1100, 16, WRITE) + op_desc(0, 2, 0x1200, 64, WRITE) + op_post(0, 0) + op_post(0, 1) +
+        op_post(0, 2) + op_kick(0) + op_data(0, NET_HDR + ARP) + op_desc(1, 0, 0, 72, 0) + op_post(1, 0) +
+        op_kick(1),
+        "promisc": op_setup(NET_FEATURES) + net_ctrl(bytes([0, 0, 1])),
+        "mac-addr-set": op_setup(NET_FEATURES) + net_ctrl(bytes([1, 1]) + bytes.fromhex("525400abcdef")),
+        "mac-table-set": op_setup(NET_FEATURES) + net_ctrl(bytes([1, 0]) + struct.pack("<I", 1) + GUEST_MAC +
+                                                             struct.pack("<I", 0)),
+        "mq-without-mq": op_setup(NET_FEATURES) + net_ctrl(bytes([4, 0]) + struct.pack("<H", 2)),
     },
     "virtio-console": {
         "transmit": op_setup(4) + op_desc(1, 0, 0, 12, NEXT, 1) + op_desc(1, 1, 64, 4, 0) + op_post(1, 0) + op_kick(1),

@@ -140,6 +140,43 @@ expect("bad num-queues", ["run", "--kernel", good, "-drive", f"file={disk},if=no
 expect("serial too long", ["run", "--kernel", good, "-drive", f"file={disk},if=none,id=d0", "-device",
                            "virtio-blk-pci,drive=d0,serial=" + "x" * 21], ["longer than 20"])
 expect("unknown console", ["run", "--kernel", good, "--console", "vga"], ["unknown console 'vga'"])
+
+# Networks: -netdev, -device virtio-net-pci, -nic, --net.
+def net(*extra):
+    return ["run", "--kernel", good] + list(extra)
+
+
+NIC = ["-device", "virtio-net-pci,netdev=n0"]
+expect("unknown network back end", net("-netdev", "bridge,id=n0", *NIC), ["unsupported network back end 'bridge'"])
+expect("netdev without id", net("-netdev", "user"), ["needs an id"])
+expect("unknown netdev property", net("-netdev", "user,id=n0,smb=/tmp", *NIC), ["no property 'smb'"])
+expect("two netdevs, one id", net("-netdev", "user,id=n0", "-netdev", "user,id=n0", *NIC), ["id 'n0'"])
+expect("netdev id not found", net("-netdev", "user,id=n0", "-device", "virtio-net-pci,netdev=n1"),
+       ["no -netdev with id 'n1'"])
+expect("NIC without netdev", net("-device", "virtio-net-pci"), ["needs netdev=ID"])
+expect("netdev used twice", net("-netdev", "user,id=n0", *NIC, *NIC), ["'n0' is already another NIC's"])
+expect("bad MAC", net("-netdev", "user,id=n0", "-device", "virtio-net-pci,netdev=n0,mac=01:00:5e:00:00:01"),
+       ["bad mac"])
+expect("bad mq", net("-netdev", "user,id=n0", "-device", "virtio-net-pci,netdev=n0,mq=2"), ["mq='2'"])
+expect("bad hostfwd", net("-netdev", "user,id=n0,hostfwd=tcp::99999-:22", *NIC), ["bad hostfwd"])
+expect("tap script", net("-netdev", "tap,id=n0,ifname=tap0,script=/etc/qemu-ifup", *NIC), ["runs no scripts"])
+expect("tap queues", net("-netdev", "tap,id=n0,ifname=tap0,queues=0", *NIC), ["queues='0'"])
+expect("tap name too long", net("-netdev", "tap,id=n0,ifname=" + "t" * 20, *NIC), ["bad ifname"])
+expect("unknown --net", net("--net", "vde"), ["unknown network 'vde'"])
+expect("-nic model", net("-nic", "user,model=e1000"), ["unsupported model 'e1000'"])
+if os.geteuid() == 0:
+    expect("tap on a device that is not a tap", net("-netdev", "tap,id=n0,ifname=lo,script=no", *NIC),
+           ["'lo' is not a tap device"])
+# A tap device that does not exist, for a user who may not create one.
+unprivileged = ["unshare", "--user"] if os.geteuid() == 0 else []
+if not unprivileged or subprocess.run(unprivileged + ["true"], capture_output=True).returncode == 0:
+    count += 1
+    p = subprocess.run(unprivileged + [vireo] + net("-netdev", "tap,id=n0,ifname=vireo-absent0,script=no", *NIC),
+                       capture_output=True, text=True, timeout=30)
+    err = p.stderr.strip()
+    ok = p.returncode == 125 and "no tap device 'vireo-absent0'" in err and len(err.splitlines()) == 1
+    print(f"{'PASS' if ok else 'FAIL'} missing tap device: status {p.returncode}: {err}")
+    failures += not ok
 expect("bad memory size", ["run", "--kernel", good, "-m", "lots"], ["bad memory size 'lots'"])
 expect("zero vCPUs", ["run", "--kernel", good, "-smp", "0"], ["bad vCPU count '0'"])
 expect("too many vCPUs", ["run", "--kernel", good, "-smp", "65"], ["65 vCPUs"])

@@ -123,7 +123,8 @@ struct vm *test_vm_create_config(const struct vm_config *cfg)
 	bus_init(&vm->mmio, "MMIO");
 	vm->engine = &stub_engine_ops;
 	tsc_offset = __rdtsc();
-	if (virtio_devices_check(cfg, err, sizeof(err)) < 0 || memory_init(vm, cfg->memory, err, sizeof(err)) < 0 ||
+	if (netdevs_check(cfg, err, sizeof(err)) < 0 || virtio_devices_check(cfg, err, sizeof(err)) < 0 ||
+	    memory_init(vm, cfg->memory, err, sizeof(err)) < 0 || netdevs_open(vm, err, sizeof(err)) < 0 ||
 	    devices_init(vm, err, sizeof(err)) < 0) {
 		fprintf(stderr, "test VM: %s\n", err);
 		exit(1);

@@ -14,6 +14,8 @@ static void usage(FILE *f)
 		   "                 [--cpus N] [--engine dbt|kvm|auto] [--serial stdio|none|file:PATH]\n"
 		   "                 [--console serial|virtio] [--device SPEC]... [--stats]\n"
 		   "                 [--disk PATH[,readonly][,format=raw|qcow2]]...\n"
+		   "                 [--net user[,hostfwd=tcp::HOSTPORT-:GUESTPORT] | --net tap:IFNAME[,queues=N]]...\n"
+		   "                 [--netdev SPEC]...   (-netdev tap,id=n0,ifname=tap0,script=no -device virtio-net-pci,netdev=n0)\n"
 		   "       vireo -kernel PATH [qemu-system-x86_64 options]   (the common QEMU spellings)\n"
 		   "       vireo user [--] PROG [ARGS...]   (a Linux program, its code translated)\n"
 		   "       vireo mkguest [--out DIR] [--flavour cloud|generic] [--add PATH]...   (a Linux guest)\n"

@@ -251,22 +251,31 @@ out:
 
 void virtq_push(struct virtq *vq, const struct virtq_req *req, uint32_t written)
 {
-	uint32_t elem[2] = {req->head, written < req->in_len ? written : req->in_len};
+	virtq_push_many(vq, &req, &written, 1);
+}
+
+void virtq_push_many(struct virtq *vq, const struct virtq_req *const *reqs, const uint32_t *written, unsigned n)
+{
 	struct vm *vm = vq->dev->vm;
 
 	/* Before the driver can see the buffers: the dbt engine must not run
 	 * code it translated from what was there before. A request dropped by
 	 * a reset may have been written too (a disk read that completed). */
-	for (unsigned i = req->out_num; i < req->out_num + req->in_num; i++)
-		guest_memory_dirty(vm, req->gpa[i], req->iov[i].iov_len);
+	for (unsigned r = 0; r < n; r++)
+		for (unsigned i = reqs[r]->out_num; i < reqs[r]->out_num + reqs[r]->in_num; i++)
+			guest_memory_dirty(vm, reqs[r]->gpa[i], reqs[r]->iov[i].iov_len);
 	pthread_mutex_lock(&vq->lock);
-	if (!atomic_load(&vq->enabled) || req->generation != vq->generation) {
-		pthread_mutex_unlock(&vq->lock);
-		return;
+	for (unsigned r = 0; r < n; r++) {
+		const struct virtq_req *req = reqs[r];
+		uint32_t elem[2] = {req->head, written[r] < req->in_len ? written[r] : req->in_len};
+
+		if (!atomic_load(&vq->enabled) || req->generation != vq->generation)
+			continue;
+		memcpy(vq->used + USED_RING(vq->used_idx & (vq->size - 1)), elem, sizeof(elem));
+		vq->used_idx++;
 	}
-	memcpy(vq->used + USED_RING(vq->used_idx & (vq->size - 1)), elem, sizeof(elem));
-	vq->used_idx++;
-	__atomic_store_n((uint16_t *)(vq->used + USED_IDX), vq->used_idx, __ATOMIC_RELEASE);
+	if (atomic_load(&vq->enabled))
+		__atomic_store_n((uint16_t *)(vq->used + USED_IDX), vq->used_idx, __ATOMIC_RELEASE);
 	pthread_mutex_unlock(&vq->lock);
 }
 

@@ -131,6 +131,10 @@ int virtq_pop(struct virtq *vq, struct virtq_req *req);
  * to the engine as written (guest_memory_dirty), even for a request from
  * before a reset, which is dropped. */
 void virtq_push(struct virtq *vq, const struct virtq_req *req, uint32_t written);
+/* The same for n requests at once: the driver sees all of them in one
+ * used->idx update, never some (virtio-net's mergeable receive buffers of
+ * one frame). */
+void virtq_push_many(struct virtq *vq, const struct virtq_req *const *reqs, const uint32_t *written, unsigned n);
 /* Sends the used-buffer notification unless the driver suppressed it
  * (VIRTQ_AVAIL_F_NO_INTERRUPT, or used_event with VIRTIO_F_EVENT_IDX). Call
  * once after a batch of pushes. */
