@@ -1,7 +1,8 @@
 #!/bin/sh
 # Runs inside a Linux guest for tests/linux/disk.py: /dev/vda is a writable
 # 64 MiB ext4 image (serial vireo-disk), /dev/vdb a read-only ext4 image
-# holding readme.txt. One PASS or FAIL line per check; the SHA256 and INFO
+# holding readme.txt, /dev/vdc a qcow2 overlay over an ext4 image holding
+# base.txt. One PASS or FAIL line per check; the SHA256 and INFO
 # lines are for the host, which then looks at the images itself.
 fails=0
 check() {
@@ -63,6 +64,12 @@ check "writing to vdb fails" sh -c '! dd if=/dev/zero of=/dev/vdb bs=4096 count=
 check "vdb mounts read-only" mount -t ext4 -o ro /dev/vdb /mnt/ro
 check "vdb's file" [ "$(cat /mnt/ro/readme.txt)" = "a read-only disk" ]
 check "vdb unmounts" umount /mnt/ro
+
+mkdir -p /mnt/overlay
+check "vdc (qcow2 overlay) mounts as ext4" mount -t ext4 /dev/vdc /mnt/overlay
+check "vdc shows its base image's file" [ "$(cat /mnt/overlay/base.txt)" = "from the base image" ]
+check "a file written into vdc" sh -c 'echo "written into a qcow2 overlay" >/mnt/overlay/overlay.txt && sync'
+check "vdc unmounts" umount /mnt/overlay
 
 echo "INFO $fails failed"
 exit $fails
