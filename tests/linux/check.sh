@@ -69,5 +69,11 @@ work() {
 }
 check "user-space work gives the right answers" work
 
+added_binary() {
+	xz --version | grep -q liblzma &&
+		[ "$(seq 1 5000 | xz -6 | xz -dc | md5sum)" = "$(seq 1 5000 | md5sum)" ]
+}
+check "a host binary added with its shared libraries runs (xz from mkguest --add)" added_binary
+
 echo "INFO $fails failed"
 exit $fails
