@@ -15,6 +15,7 @@
 #include <ucontext.h>
 #include <unistd.h>
 
+#include "dbt/dbt.h"
 #include "dbt/translator.h"
 #include "dbt/user/user.h"
 
@@ -63,6 +64,20 @@ static bool is_fault(int sig)
 	return sig == SIGSEGV || sig == SIGBUS || sig == SIGILL || sig == SIGFPE || sig == SIGTRAP;
 }
 
+/* Memory faults are always vireo's first (the interpreter's accesses), then
+ * the guest's. */
+static bool always_caught(int sig)
+{
+	return sig == SIGSEGV || sig == SIGBUS;
+}
+
+/* Does the guest have a handler for sig (async-signal-safe)? */
+static bool guest_handles(int sig)
+{
+	uint64_t h = __atomic_load_n(&actions[sig].handler, __ATOMIC_RELAXED);
+	return h != (uint64_t)(uintptr_t)SIG_DFL && h != (uint64_t)(uintptr_t)SIG_IGN;
+}
+
 /* ---- the host side ---- */
 
 /* A passthrough SYSCALL site (translate.c): "syscall; mov rcx, next" or
@@ -101,6 +116,19 @@ static void host_signal(int sig, siginfo_t *info, void *ucv)
 		return;
 	}
 	bool in_cache = xlat_code_at(pc);
+	if (always_caught(sig) && info->si_code > 0 && t->in_interp) {
+		/* An access of the instruction the interpreter runs. */
+		t->interp_info = *info;
+		t->interp_mask = uc->uc_sigmask;
+		t->interp_faulted = true;
+		dbt_user_host_fault(t->interp, (uintptr_t)info->si_addr);
+	}
+	if (always_caught(sig) && !guest_handles(sig)) {
+		if (info->si_code > 0 ||
+		    __atomic_load_n(&actions[sig].handler, __ATOMIC_RELAXED) == (uint64_t)(uintptr_t)SIG_DFL)
+			user_die(sig);
+		goto out; /* ignored */
+	}
 	if (is_fault(sig) && info->si_code > 0) {
 		/* Raised by an instruction: the guest's, if it ran in the
 		 * cache; otherwise vireo's own bug, which must not loop. */
@@ -146,7 +174,8 @@ void user_signal_thread_init(void)
 static int host_disposition(int sig, const struct guest_action *a)
 {
 	struct sigaction sa = {0};
-	if (a->handler == (uint64_t)(uintptr_t)SIG_DFL || a->handler == (uint64_t)(uintptr_t)SIG_IGN) {
+	if (!always_caught(sig) &&
+	    (a->handler == (uint64_t)(uintptr_t)SIG_DFL || a->handler == (uint64_t)(uintptr_t)SIG_IGN)) {
 		sa.sa_handler = (void (*)(int))(uintptr_t)a->handler;
 		sa.sa_flags = (int)(a->flags & (SA_NOCLDSTOP | SA_NOCLDWAIT));
 	} else {
@@ -155,6 +184,23 @@ static int host_disposition(int sig, const struct guest_action *a)
 		sigfillset(&sa.sa_mask);
 	}
 	return sigaction(sig, &sa, NULL) < 0 ? -errno : 0;
+}
+
+void user_signal_init(void)
+{
+	host_disposition(SIGSEGV, &actions[SIGSEGV]);
+	host_disposition(SIGBUS, &actions[SIGBUS]);
+}
+
+void user_raise_fault(struct user_thread *t, const siginfo_t *info)
+{
+	int sig = info->si_signo;
+	sigset_t blocked;
+	pthread_sigmask(SIG_BLOCK, NULL, &blocked);
+	if (!guest_handles(sig) || sigismember(&blocked, sig))
+		user_die(sig); /* the kernel forces the default action */
+	t->pending_info[sig] = *info;
+	__atomic_or_fetch(&t->pending, 1ull << (sig - 1), __ATOMIC_SEQ_CST);
 }
 
 long user_rt_sigaction(int sig, uint64_t act, uint64_t oact, uint64_t size)

@@ -114,7 +114,7 @@ others = [
 ]
 for name, argv, stdin in others:
     cases.append((name, argv, stdin))
-for name in ("user-signals", "user-jit", "user-threads"):
+for name in ("user-signals", "user-jit", "user-threads", "user-interp"):
     if name in progs:
         cases.append((name[5:], [progs[name]], b""))
 if "user-faults" in progs:
