@@ -352,7 +352,8 @@ bool xlat_code_at(uint64_t pc)
 	return false;
 }
 
-uint64_t xlat_guest_rip(uint64_t pc)
+/* The block holding host pc and its instruction's index (async-signal-safe). */
+static const struct xlat_block *block_at(uint64_t pc, uint32_t *insn)
 {
 	unsigned n = __atomic_load_n(&cc.nzones, __ATOMIC_ACQUIRE);
 	for (unsigned i = 0; i < n; i++) {
@@ -369,17 +370,32 @@ uint64_t xlat_guest_rip(uint64_t pc)
 				hi = mid;
 		}
 		if (!lo)
-			return 0;
-		struct xlat_block *b = blocks[lo - 1];
+			return NULL;
+		const struct xlat_block *b = blocks[lo - 1];
 		uint64_t off = pc - (uintptr_t)b->code;
 		if (off >= b->size || !b->ninsns)
-			return 0;
+			return NULL;
 		uint32_t k = 0;
 		while (k + 1 < b->ninsns && b->map[k + 1].host_off <= off)
 			k++;
-		return b->rip + b->map[k].guest_off;
+		*insn = k;
+		return b;
 	}
-	return 0;
+	return NULL;
+}
+
+uint64_t xlat_guest_rip(uint64_t pc)
+{
+	uint32_t k;
+	const struct xlat_block *b = block_at(pc, &k);
+	return b ? b->rip + b->map[k].guest_off : 0;
+}
+
+int xlat_spilled_reg(uint64_t pc)
+{
+	uint32_t k;
+	const struct xlat_block *b = block_at(pc, &k);
+	return b ? (int)b->map[k].spilled - 1 : -1;
 }
 
 void xlat_unlink(struct xlat_ctx *ctx)

@@ -157,6 +157,9 @@ bool xlat_page_has_code(uint64_t addr);
  * guest instruction was it running (0: none known)? */
 bool xlat_code_at(uint64_t pc);
 uint64_t xlat_guest_rip(uint64_t pc);
+/* At a fault at pc: the register whose guest value is in ctx->spill[XS_A]
+ * (the scratch of a rewritten memory operand), or -1. */
+int xlat_spilled_reg(uint64_t pc);
 /* Makes ctx's thread leave translated code at its next block end: every
  * chained branch goes back to its stub, ctx's lookup table misses.
  * Async-signal-safe; branches chain again as they exit. */
@@ -179,6 +182,9 @@ extern struct xlat_stats xlat_stats;
  * back to the guest RIP. */
 struct xlat_insn_map {
 	uint32_t host_off, guest_off;
+	/* The register whose guest value is in ctx->spill[XS_A] while the
+	 * instruction's rewritten form runs, plus one (0: none). */
+	uint8_t spilled;
 };
 
 struct xlat_block {

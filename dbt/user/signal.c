@@ -104,6 +104,10 @@ static uint64_t syscall_site(const uint8_t *at, bool *before)
 	return 0;
 }
 
+/* ucontext's index of each register, in encoding order. */
+static const int greg_of[16] = {REG_RAX, REG_RCX, REG_RDX, REG_RBX, REG_RSP, REG_RBP, REG_RSI, REG_RDI,
+				REG_R8,	 REG_R9,  REG_R10, REG_R11, REG_R12, REG_R13, REG_R14, REG_R15};
+
 static void host_signal(int sig, siginfo_t *info, void *ucv)
 {
 	ucontext_t *uc = ucv;
@@ -136,6 +140,9 @@ static void host_signal(int sig, siginfo_t *info, void *ucv)
 		if (!rip)
 			user_die(sig);
 		t->fault_rip = rip;
+		int spilled = xlat_spilled_reg(pc);
+		if (spilled >= 0) /* the scratch of a rewritten operand gets its guest value back */
+			uc->uc_mcontext.gregs[greg_of[spilled]] = (greg_t)t->ctx->spill[XS_A];
 	}
 	t->pending_info[sig] = *info;
 	__atomic_or_fetch(&t->pending, 1ull << (sig - 1), __ATOMIC_SEQ_CST);
