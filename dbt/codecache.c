@@ -391,6 +391,13 @@ uint64_t xlat_guest_rip(uint64_t pc)
 	return b ? b->rip + b->map[k].guest_off : 0;
 }
 
+bool xlat_insn_start(uint64_t pc)
+{
+	uint32_t k;
+	const struct xlat_block *b = block_at(pc, &k);
+	return b && (uintptr_t)b->code + b->map[k].host_off == pc;
+}
+
 int xlat_spilled_reg(uint64_t pc)
 {
 	uint32_t k;
@@ -431,6 +438,16 @@ static struct xlat_block *find_block(uint64_t rip)
 	return NULL;
 }
 
+/* Write protection of a page without blocks while one is being made from
+ * it (hold true), and its end (hold false: protection stays if it now has
+ * blocks). */
+static void page_hold(uint64_t pg, bool hold)
+{
+	struct code_page *p = page_find(pg, false);
+	if ((!p || !p->blocks) && cc.env.code_page)
+		cc.env.code_page(cc.env.opaque, pg << 12, hold);
+}
+
 static struct xlat_block *translate_block(uint64_t rip, int *err)
 {
 	for (int attempt = 0; attempt < 3; attempt++) {
@@ -442,7 +459,15 @@ static struct xlat_block *translate_block(uint64_t rip, int *err)
 		uint64_t end;
 		uint32_t ninsns;
 		struct xlat_insn_map map[XLAT_BLOCK_INSNS];
+		/* The pages it may be made from are write-protected before its
+		 * bytes are read, so no write slips in between. */
+		page_hold(rip >> 12, true);
+		page_hold((rip >> 12) + 1, true);
 		int n = xlat_translate(&cc.env, rip, z->next, (size_t)(z->end - z->next), &end, map, &ninsns);
+		if (n < 0) {
+			page_hold(rip >> 12, false);
+			page_hold((rip >> 12) + 1, false);
+		}
 		if (n == -ENOSPC) {
 			z->next = z->end;
 			continue;
@@ -476,15 +501,13 @@ static struct xlat_block *translate_block(uint64_t rip, int *err)
 			continue;
 		}
 		b->pnext[0] = cp0->blocks;
-		if (!cp0->blocks && cc.env.code_page)
-			cc.env.code_page(cc.env.opaque, p0 << 12, true);
 		cp0->blocks = b;
 		if (p1 != p0) {
 			b->pnext[1] = cp1->blocks;
-			if (!cp1->blocks && cc.env.code_page)
-				cc.env.code_page(cc.env.opaque, p1 << 12, true);
 			cp1->blocks = b;
 		}
+		page_hold(p0, false);
+		page_hold(p0 + 1, false);
 		xlat_stats.blocks++;
 		xlat_stats.bytes += (uint64_t)n;
 		return b;
@@ -512,9 +535,11 @@ const void *xlat_code_for(struct xlat_ctx *ctx, uint64_t rip, const struct xlat_
 		__atomic_store_n(&cc.nchained, cc.nchained + 1, __ATOMIC_RELEASE);
 		xlat_stats.chained++;
 	}
-	pthread_mutex_unlock(&cc.lock);
+	/* Under the lock: an invalidation empties the entries of the blocks it
+	 * drops, so none may be filled with one after it. */
 	if (b)
 		xlat_remember(ctx, rip, b->code);
+	pthread_mutex_unlock(&cc.lock);
 	return b ? b->code : NULL;
 }
 

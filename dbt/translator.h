@@ -160,6 +160,9 @@ uint64_t xlat_guest_rip(uint64_t pc);
 /* At a fault at pc: the register whose guest value is in ctx->spill[XS_A]
  * (the scratch of a rewritten memory operand), or -1. */
 int xlat_spilled_reg(uint64_t pc);
+/* Is pc where a guest instruction's host code starts (the guest state
+ * exact)? */
+bool xlat_insn_start(uint64_t pc);
 /* Makes ctx's thread leave translated code at its next block end: every
  * chained branch goes back to its stub, ctx's lookup table misses.
  * Async-signal-safe; branches chain again as they exit. */

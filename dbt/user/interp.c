@@ -22,7 +22,8 @@ static void xsave_to_fx(const struct xlat_ctx *ctx, struct x86_fxsave *fx)
 {
 	__asm__ volatile("xrstor64 (%0)\n\tfxsave64 (%1)"
 			 :
-			 : "r"(ctx->xsave), "r"(fx), "a"((uint32_t)ctx->xsave_mask), "d"((uint32_t)(ctx->xsave_mask >> 32))
+			 : "r"(ctx->xsave), "r"(fx), "a"((uint32_t)ctx->xsave_mask),
+			   "d"((uint32_t)(ctx->xsave_mask >> 32))
 			 : "memory");
 }
 
@@ -30,7 +31,8 @@ static void fx_to_xsave(struct xlat_ctx *ctx, const struct x86_fxsave *fx)
 {
 	__asm__ volatile("xrstor64 (%0)\n\tfxrstor64 (%1)\n\txsave64 (%0)"
 			 :
-			 : "r"(ctx->xsave), "r"(fx), "a"((uint32_t)ctx->xsave_mask), "d"((uint32_t)(ctx->xsave_mask >> 32))
+			 : "r"(ctx->xsave), "r"(fx), "a"((uint32_t)ctx->xsave_mask),
+			   "d"((uint32_t)(ctx->xsave_mask >> 32))
 			 : "memory");
 }
 

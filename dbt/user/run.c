@@ -197,7 +197,7 @@ int user_run(const struct user_options *given)
 	user_exe_path = strdup(exe);
 	user_vireo_path = opt->vireo;
 
-	struct xlat_env env = {.fetchable = user_maps_fetchable};
+	struct xlat_env env = {.fetchable = user_maps_fetchable, .code_page = user_maps_code_page};
 	if ((err = xlat_init(&env, user_syscalls, user_syscall_count)) < 0)
 		return fail(opt, err, "cannot start the translator");
 	user_signal_init();

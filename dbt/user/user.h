@@ -52,6 +52,12 @@ uint64_t user_stack_build(const struct user_image *img, char **argv, char **envp
 void user_maps_set(uint64_t addr, uint64_t len, int prot);
 int user_maps_prot(uint64_t addr);
 size_t user_maps_fetchable(void *opaque, uint64_t addr, size_t len);
+/* The translator's code_page callback: write-protects pages holding
+ * translated code on the host while the guest may write them. */
+void user_maps_code_page(void *opaque, uint64_t page, bool code);
+/* A host write fault at addr: true when it was such a page (its
+ * translations are dropped, write access restored: retry the write). */
+bool user_smc_fault(uint64_t addr);
 /* The host's own vDSO, which the guest shares. */
 void user_maps_add_vdso(void);
 
@@ -72,6 +78,8 @@ struct user_thread {
 	struct dbt_cpu *interp;
 	volatile bool in_interp;   /* a host fault now is the interpreted instruction's */
 	volatile bool interp_faulted;
+	volatile bool smc_step;
+	uint64_t smc_retry; /* the page of write faults that found no translations | retries left */ /* single-stepping out of a block that wrote its own page */
 	siginfo_t interp_info;	   /* that host fault */
 	sigset_t interp_mask;	   /* the signal mask it interrupted */
 };

@@ -132,7 +132,8 @@ static void fx_into_ctx(struct xlat_ctx *ctx, const struct x86_fxsave *fx)
 {
 	__asm__ volatile("fxrstor64 (%1)\n\txsave64 (%0)"
 			 :
-			 : "r"(ctx->xsave), "r"(fx), "a"((uint32_t)ctx->xsave_mask), "d"((uint32_t)(ctx->xsave_mask >> 32))
+			 : "r"(ctx->xsave), "r"(fx), "a"((uint32_t)ctx->xsave_mask),
+			   "d"((uint32_t)(ctx->xsave_mask >> 32))
 			 : "memory");
 }
 
@@ -140,7 +141,8 @@ static void fx_from_ctx(const struct xlat_ctx *ctx, struct x86_fxsave *fx)
 {
 	__asm__ volatile("xrstor64 (%0)\n\tfxsave64 (%1)"
 			 :
-			 : "r"(ctx->xsave), "r"(fx), "a"((uint32_t)ctx->xsave_mask), "d"((uint32_t)(ctx->xsave_mask >> 32))
+			 : "r"(ctx->xsave), "r"(fx), "a"((uint32_t)ctx->xsave_mask),
+			   "d"((uint32_t)(ctx->xsave_mask >> 32))
 			 : "memory");
 }
 
@@ -218,8 +220,9 @@ static void xlat_run(void *ctxp, const struct diff_case *c, struct diff_result *
 			if (!host) { /* a fetch from outside the code page: #PF, as the host reports it */
 				r->status = DIFF_FAULT;
 				r->vector = err == -EILSEQ ? 6 : 14;
-				r->error_code = err == -EILSEQ ? 0 : 0x14 | (ctx->rip - DIFF_DATA < DIFF_PAGE ||
-									      ctx->rip - DIFF_STACK < DIFF_PAGE);
+				r->error_code = err == -EILSEQ ? 0
+							       : 0x14 | (ctx->rip - DIFF_DATA < DIFF_PAGE ||
+									 ctx->rip - DIFF_STACK < DIFF_PAGE);
 				r->fault_addr = err == -EILSEQ ? 0 : ctx->rip;
 				break;
 			}
