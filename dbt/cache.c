@@ -219,6 +219,10 @@ bool cache_has_room(struct dbt_cpu *cpu)
 uint32_t cache_mark_page(struct dbt_cpu *cpu, uint64_t gpa, uint32_t *index)
 {
 	int64_t idx = code_page_index(cpu->shared, gpa);
+	if (idx < 0) { /* identity mode: no RAM ranges, nothing cached */
+		*index = 0;
+		return 0;
+	}
 	*index = (uint32_t)idx;
 	return code_page_mark(cpu, idx, gpa & PAGE_MASK);
 }

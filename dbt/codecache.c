@@ -25,6 +25,11 @@
 #define HASH_SIZE  (1u << 16)
 #define PAGE_SET_SIZE (1u << 16)
 
+struct code_page {
+	uint64_t page1; /* the page number + 1; 0: a free entry */
+	struct xlat_block *blocks;
+};
+
 struct zone {
 	uint8_t *base, *next, *end;
 	/* Its blocks in code order (for host PC -> block). */
@@ -40,8 +45,8 @@ static struct {
 	struct zone zones[ZONE_MAX];
 	unsigned nzones;
 	struct xlat_block *hash[HASH_SIZE];
-	/* Guest pages translations were made from (open addressing; 0 free). */
-	uint64_t *pages;
+	/* Guest pages translations were made from, each with its blocks. */
+	struct code_page *pages;
 	unsigned npages;
 	uint8_t sysfilter[1u << 16];
 	struct xlat_ctx *contexts;
@@ -60,47 +65,47 @@ static unsigned hash_rip(uint64_t rip)
 	return (unsigned)((rip ^ (rip >> 16)) * 0x9e3779b1u) & (HASH_SIZE - 1);
 }
 
-/* ---- the set of guest pages holding translated code ---- */
+/* ---- the guest pages translations were made from ---- */
 
-static void page_add(uint64_t page)
-{
-	if (cc.npages * 2 >= PAGE_SET_SIZE * 1u)
-		return; /* full: invalidation then checks every block (see page_maybe) */
-	unsigned i = hash_rip(page) & (PAGE_SET_SIZE - 1);
-	while (cc.pages[i] && cc.pages[i] != page + 1)
-		i = (i + 1) & (PAGE_SET_SIZE - 1);
-	if (!cc.pages[i]) {
-		cc.pages[i] = page + 1;
-		cc.npages++;
-	}
-}
-
-static bool page_has_code(uint64_t page)
+/* Open addressing by page number; an entry is never removed (its list
+ * empties), so the table is reset only by flush_all. */
+static struct code_page *page_find(uint64_t page, bool add)
 {
 	unsigned i = hash_rip(page) & (PAGE_SET_SIZE - 1);
-	while (cc.pages[i]) {
-		if (cc.pages[i] == page + 1)
-			return true;
+	while (cc.pages[i].page1 && cc.pages[i].page1 != page + 1)
 		i = (i + 1) & (PAGE_SET_SIZE - 1);
-	}
-	return false;
+	if (cc.pages[i].page1)
+		return &cc.pages[i];
+	if (!add || cc.npages * 2 >= PAGE_SET_SIZE)
+		return NULL; /* full: translate_block flushes everything */
+	cc.pages[i].page1 = page + 1;
+	cc.npages++;
+	return &cc.pages[i];
 }
 
-/* Might [first, last] (page numbers) hold translated code? */
-static bool range_has_code(uint64_t first, uint64_t last)
+static struct xlat_block **page_link(struct xlat_block *b, uint64_t page)
 {
-	if (cc.npages * 2 >= PAGE_SET_SIZE)
-		return true;
-	if (last - first >= PAGE_SET_SIZE) {
-		for (unsigned i = 0; i < PAGE_SET_SIZE; i++)
-			if (cc.pages[i] && cc.pages[i] - 1 >= first && cc.pages[i] - 1 <= last)
-				return true;
-		return false;
-	}
-	for (uint64_t p = first; p <= last; p++)
-		if (page_has_code(p))
-			return true;
-	return false;
+	return &b->pnext[(b->rip >> 12) == page ? 0 : 1];
+}
+
+static void page_unlink(struct code_page *p, uint64_t page, struct xlat_block *b)
+{
+	for (struct xlat_block **pp = &p->blocks; *pp; pp = page_link(*pp, page))
+		if (*pp == b) {
+			*pp = *page_link(b, page);
+			break;
+		}
+	if (!p->blocks && cc.env.code_page)
+		cc.env.code_page(cc.env.opaque, page << 12, false);
+}
+
+bool xlat_page_has_code(uint64_t addr)
+{
+	pthread_mutex_lock(&cc.lock);
+	struct code_page *p = page_find(addr >> 12, false);
+	bool has = p && p->blocks;
+	pthread_mutex_unlock(&cc.lock);
+	return has;
 }
 
 /* ---- lookup tables ---- */
@@ -130,20 +135,19 @@ void xlat_remember(struct xlat_ctx *ctx, uint64_t rip, const void *code)
  * then the zones are abandoned, not reused (docs: "Invalidation"). */
 static void flush_all(void)
 {
-	for (unsigned i = 0; i < HASH_SIZE; i++) {
-		struct xlat_block *b = cc.hash[i];
-		while (b) {
-			struct xlat_block *n = b->hnext;
-			free(b);
-			b = n;
-		}
-		cc.hash[i] = NULL;
-	}
+	for (unsigned i = 0; i < PAGE_SET_SIZE; i++)
+		if (cc.pages[i].blocks && cc.env.code_page)
+			cc.env.code_page(cc.env.opaque, (cc.pages[i].page1 - 1) << 12, false);
+	memset(cc.hash, 0, sizeof(cc.hash));
 	memset(cc.pages, 0, PAGE_SET_SIZE * sizeof(*cc.pages));
 	cc.npages = 0;
 	for (struct xlat_ctx *c = cc.contexts; c; c = c->next)
 		lookup_clear(c->lookup);
 	for (unsigned i = 0; i < cc.nzones; i++) {
+		/* Signal handlers of other threads may still be looking at
+		 * these blocks: with several threads they are not freed. */
+		for (size_t k = 0; k < cc.zones[i].nblocks && cc.nthreads <= 1; k++)
+			free(cc.zones[i].blocks[k]);
 		cc.zones[i].nblocks = 0;
 		cc.zones[i].next = cc.zones[i].base;
 	}
@@ -154,14 +158,133 @@ static void flush_all(void)
 	__atomic_add_fetch(&xlat_flush_gen, 1, __ATOMIC_RELEASE);
 }
 
-void xlat_invalidate(uint64_t addr, uint64_t len)
+/* The lookup entry of b, in every thread's table, misses from now on. */
+static void lookup_forget(const struct xlat_block *b)
 {
-	if (!len)
-		return;
+	unsigned i = b->rip & (XLAT_LOOKUP_SIZE - 1);
+	for (struct xlat_ctx *c = cc.contexts; c; c = c->next)
+		if (__atomic_load_n(&c->lookup[i].neg_guest, __ATOMIC_RELAXED) == -b->rip)
+			__atomic_store_n(&c->lookup[i].neg_guest, -(uint64_t)(i ^ 1), __ATOMIC_RELEASE);
+}
+
+static bool dead_code(const struct xlat_block *const *dead, size_t n, uint64_t addr, bool inside)
+{
+	size_t lo = 0, hi = n;
+	while (lo < hi) { /* the last block starting at or before addr */
+		size_t mid = (lo + hi) / 2;
+		if ((uintptr_t)dead[mid]->code <= addr)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (!lo)
+		return false;
+	const struct xlat_block *b = dead[lo - 1];
+	return inside ? addr - (uintptr_t)b->code < b->size : addr == (uintptr_t)b->code;
+}
+
+static int by_code(const void *a, const void *b)
+{
+	uintptr_t x = (uintptr_t)(*(struct xlat_block *const *)a)->code;
+	uintptr_t y = (uintptr_t)(*(struct xlat_block *const *)b)->code;
+	return x < y ? -1 : x > y;
+}
+
+/* Chained branches into the dead blocks go back to their stubs; stubs that
+ * are themselves in dead blocks leave the list. Other threads may be running
+ * them: each store is atomic, and the dead code stays until its zone is
+ * reused (flush_all), so a thread inside finishes its block and exits. */
+static void unchain_dead(struct xlat_block **dead, size_t n)
+{
+	qsort(dead, n, sizeof(*dead), by_code);
+	unsigned k = 0, total = cc.nchained;
+	for (unsigned i = 0; i < total; i++) {
+		struct xlat_exit *x = cc.chained[i];
+		if (dead_code((const struct xlat_block *const *)dead, n, (uintptr_t)x, true))
+			continue;
+		if (dead_code((const struct xlat_block *const *)dead, n, x->slot, false)) {
+			__atomic_store_n(&x->slot, x->unchained, __ATOMIC_RELEASE);
+			if (x->patch)
+				rel32_set(x->patch, (const void *)(uintptr_t)(x->unchained - 6)); /* the stub */
+			continue;
+		}
+		cc.chained[k++] = x;
+	}
+	__atomic_store_n(&cc.nchained, k, __ATOMIC_RELEASE);
+}
+
+static void hash_remove(struct xlat_block *b)
+{
+	for (struct xlat_block **pp = &cc.hash[hash_rip(b->rip)]; *pp; pp = &(*pp)->hnext)
+		if (*pp == b) {
+			*pp = b->hnext;
+			break;
+		}
+}
+
+struct dead_list {
+	struct xlat_block **b;
+	size_t n, cap;
+	bool failed;
+};
+
+/* Drops the blocks made from page pg into d; false when it held none. */
+static bool invalidate_page(uint64_t pg, struct dead_list *d)
+{
+	struct code_page *p = page_find(pg, false);
+	if (!p || !p->blocks)
+		return false;
+	while (p->blocks && !d->failed) {
+		struct xlat_block *b = p->blocks;
+		uint64_t other = (b->rip >> 12) == pg ? (b->end - 1) >> 12 : b->rip >> 12;
+		if (d->n == d->cap) {
+			size_t cap = d->cap ? d->cap * 2 : 64;
+			struct xlat_block **nb = realloc(d->b, cap * sizeof(*nb));
+			if (!nb) {
+				d->failed = true;
+				break;
+			}
+			d->b = nb;
+			d->cap = cap;
+		}
+		page_unlink(p, pg, b);
+		if (other != pg)
+			page_unlink(page_find(other, false), other, b);
+		hash_remove(b);
+		lookup_forget(b);
+		b->dead = true;
+		d->b[d->n++] = b;
+		xlat_stats.invalidated++;
+	}
+	return true;
+}
+
+unsigned xlat_invalidate(uint64_t addr, uint64_t len)
+{
+	struct dead_list d = {0};
+	unsigned pages = 0;
+
+	if (!len || addr + len < addr)
+		return 0;
 	pthread_mutex_lock(&cc.lock);
-	if (range_has_code(addr >> 12, (addr + len - 1) >> 12))
-		flush_all();
+	uint64_t first = addr >> 12, last = (addr + len - 1) >> 12;
+	if (last - first >= PAGE_SET_SIZE) { /* a huge range: the pages in the set */
+		for (unsigned i = 0; i < PAGE_SET_SIZE; i++) {
+			uint64_t p = cc.pages[i].page1 - 1;
+			if (cc.pages[i].blocks && p >= first && p <= last)
+				pages += invalidate_page(p, &d);
+		}
+	} else {
+		for (uint64_t pg = first; pg <= last && cc.npages; pg++)
+			pages += invalidate_page(pg, &d);
+	}
+	if (d.failed)
+		flush_all(); /* out of memory: the big hammer */
+	else if (d.n)
+		unchain_dead(d.b, d.n);
 	pthread_mutex_unlock(&cc.lock);
+	free(d.b);
+	return pages;
 }
 
 /* ---- zones ---- */
@@ -229,7 +352,8 @@ bool xlat_code_at(uint64_t pc)
 	return false;
 }
 
-uint64_t xlat_guest_rip(uint64_t pc)
+/* The block holding host pc and its instruction's index (async-signal-safe). */
+static const struct xlat_block *block_at(uint64_t pc, uint32_t *insn)
 {
 	unsigned n = __atomic_load_n(&cc.nzones, __ATOMIC_ACQUIRE);
 	for (unsigned i = 0; i < n; i++) {
@@ -246,17 +370,39 @@ uint64_t xlat_guest_rip(uint64_t pc)
 				hi = mid;
 		}
 		if (!lo)
-			return 0;
-		struct xlat_block *b = blocks[lo - 1];
+			return NULL;
+		const struct xlat_block *b = blocks[lo - 1];
 		uint64_t off = pc - (uintptr_t)b->code;
 		if (off >= b->size || !b->ninsns)
-			return 0;
+			return NULL;
 		uint32_t k = 0;
 		while (k + 1 < b->ninsns && b->map[k + 1].host_off <= off)
 			k++;
-		return b->rip + b->map[k].guest_off;
+		*insn = k;
+		return b;
 	}
-	return 0;
+	return NULL;
+}
+
+uint64_t xlat_guest_rip(uint64_t pc)
+{
+	uint32_t k;
+	const struct xlat_block *b = block_at(pc, &k);
+	return b ? b->rip + b->map[k].guest_off : 0;
+}
+
+bool xlat_insn_start(uint64_t pc)
+{
+	uint32_t k;
+	const struct xlat_block *b = block_at(pc, &k);
+	return b && (uintptr_t)b->code + b->map[k].host_off == pc;
+}
+
+int xlat_spilled_reg(uint64_t pc)
+{
+	uint32_t k;
+	const struct xlat_block *b = block_at(pc, &k);
+	return b ? (int)b->map[k].spilled - 1 : -1;
 }
 
 void xlat_unlink(struct xlat_ctx *ctx)
@@ -292,6 +438,16 @@ static struct xlat_block *find_block(uint64_t rip)
 	return NULL;
 }
 
+/* Write protection of a page without blocks while one is being made from
+ * it (hold true), and its end (hold false: protection stays if it now has
+ * blocks). */
+static void page_hold(uint64_t pg, bool hold)
+{
+	struct code_page *p = page_find(pg, false);
+	if ((!p || !p->blocks) && cc.env.code_page)
+		cc.env.code_page(cc.env.opaque, pg << 12, hold);
+}
+
 static struct xlat_block *translate_block(uint64_t rip, int *err)
 {
 	for (int attempt = 0; attempt < 3; attempt++) {
@@ -303,7 +459,15 @@ static struct xlat_block *translate_block(uint64_t rip, int *err)
 		uint64_t end;
 		uint32_t ninsns;
 		struct xlat_insn_map map[XLAT_BLOCK_INSNS];
+		/* The pages it may be made from are write-protected before its
+		 * bytes are read, so no write slips in between. */
+		page_hold(rip >> 12, true);
+		page_hold((rip >> 12) + 1, true);
 		int n = xlat_translate(&cc.env, rip, z->next, (size_t)(z->end - z->next), &end, map, &ninsns);
+		if (n < 0) {
+			page_hold(rip >> 12, false);
+			page_hold((rip >> 12) + 1, false);
+		}
 		if (n == -ENOSPC) {
 			z->next = z->end;
 			continue;
@@ -327,8 +491,23 @@ static struct xlat_block *translate_block(uint64_t rip, int *err)
 		unsigned h = hash_rip(rip);
 		b->hnext = cc.hash[h];
 		cc.hash[h] = b;
-		for (uint64_t p = rip >> 12; p <= (end - 1) >> 12; p++)
-			page_add(p);
+		uint64_t p0 = rip >> 12, p1 = (end - 1) >> 12;
+		struct code_page *cp0 = page_find(p0, true), *cp1 = page_find(p1, true);
+		if (!cp0 || !cp1) { /* the page set is full: start afresh */
+			hash_remove(b);
+			z->nblocks--;
+			free(b);
+			flush_all();
+			continue;
+		}
+		b->pnext[0] = cp0->blocks;
+		cp0->blocks = b;
+		if (p1 != p0) {
+			b->pnext[1] = cp1->blocks;
+			cp1->blocks = b;
+		}
+		page_hold(p0, false);
+		page_hold(p0 + 1, false);
 		xlat_stats.blocks++;
 		xlat_stats.bytes += (uint64_t)n;
 		return b;
@@ -356,9 +535,11 @@ const void *xlat_code_for(struct xlat_ctx *ctx, uint64_t rip, const struct xlat_
 		__atomic_store_n(&cc.nchained, cc.nchained + 1, __ATOMIC_RELEASE);
 		xlat_stats.chained++;
 	}
-	pthread_mutex_unlock(&cc.lock);
+	/* Under the lock: an invalidation empties the entries of the blocks it
+	 * drops, so none may be filled with one after it. */
 	if (b)
 		xlat_remember(ctx, rip, b->code);
+	pthread_mutex_unlock(&cc.lock);
 	return b ? b->code : NULL;
 }
 

@@ -62,4 +62,35 @@ int64_t dbt_cpu_tsc_offset(struct dbt_cpu *cpu);
  * guest will do; every vCPU whose env names the same RAM shares them. */
 void dbt_invalidate_range(struct dbt_cpu *cpu, uint64_t gpa, uint64_t len);
 
+/* ---- user mode (vireo user, dbt/usermode.c) ------------------------------
+ * The interpreter as the translator's fallback: CPL 3 in 64-bit mode with
+ * identity memory (a linear address is the host address), so it runs the
+ * instructions the translator cannot over the same memory. Host faults on
+ * guest accesses are the front end's: its SIGSEGV/SIGBUS handler calls
+ * dbt_user_host_fault, which makes them the instruction's page fault. */
+struct dbt_user_state {
+	uint64_t gpr[16];
+	uint64_t rip, rflags, fs_base, gs_base;
+	struct x86_fxsave fpu;
+};
+
+/* An exception an instruction raised: the state is at that instruction. */
+struct dbt_user_fault {
+	int vector;	 /* EXC_* (14: a host fault, see dbt_user_host_fault) */
+	uint32_t error;	 /* the error code, or (uint32_t)-1 */
+	uint64_t addr;	 /* CR2 for a page fault */
+	char message[160]; /* for vector -1: the engine cannot run it */
+};
+
+struct dbt_cpu *dbt_user_cpu_create(void);
+void dbt_user_cpu_destroy(struct dbt_cpu *cpu);
+/* Runs at most max instructions from st->rip, updating st. Returns how
+ * many completed; stops early at a fault (-1, *fault filled, st at the
+ * faulting instruction). */
+int dbt_user_run(struct dbt_cpu *cpu, struct dbt_user_state *st, unsigned max, struct dbt_user_fault *fault);
+/* From a host signal handler, for a fault inside dbt_user_run on this
+ * thread's cpu: raises the page fault at addr (does not return; the
+ * signal mask is the caller's to restore). */
+_Noreturn void dbt_user_host_fault(struct dbt_cpu *cpu, uint64_t addr);
+
 #endif

@@ -234,6 +234,7 @@ struct dbt_cpu {
 	uint64_t sp_mask;      /* 0xffff, 0xffffffff or ~0 (SS.B / long mode) */
 	uint32_t seg_chk[2];   /* segments needing limit checks: [0] read, [1] write */
 	bool stop;	       /* leave the block after this instruction */
+	bool identity;	       /* user mode: linear = guest-physical = host address (usermode.c) */
 	uint8_t cpl;
 	uint8_t mode;	  /* MODE_* */
 	uint32_t key;	  /* mode_key(): the decode mode blocks are made for */

@@ -10,6 +10,8 @@
 
 uint8_t *ram_ptr(struct dbt_cpu *cpu, uint64_t gpa, uint64_t len)
 {
+	if (unlikely(cpu->identity))
+		return (uint8_t *)(uintptr_t)gpa; /* the host faults for the guest (usermode.c) */
 	for (unsigned i = 0; i < cpu->env.ram_count; i++) {
 		const struct dbt_ram_range *r = &cpu->env.ram[i];
 		uint64_t off = gpa - r->gpa;

@@ -32,6 +32,7 @@ struct tblock {
 	const struct xlat_env *env;
 	struct pending_exit exits[BLOCK_EXITS];
 	unsigned nexits;
+	int spilled; /* the scratch register the current instruction spilled, or -1 */
 };
 
 static void add_exit(struct tblock *t, int32_t *branch, uint64_t target, enum xlat_exit_kind kind, bool chainable)
@@ -134,13 +135,15 @@ static int special_mem_operand(const ZydisDecodedInstruction *in, const ZydisDec
 		const ZydisDecodedOperand *o = &ops[i];
 		if (o->type != ZYDIS_OPERAND_TYPE_MEMORY || o->mem.type == ZYDIS_MEMOP_TYPE_AGEN)
 			continue;
-		if (o->mem.base == ZYDIS_REGISTER_RIP || o->mem.segment == ZYDIS_REGISTER_FS ||
+		if (o->mem.base == ZYDIS_REGISTER_RIP || o->mem.base == ZYDIS_REGISTER_EIP ||
+		    o->mem.segment == ZYDIS_REGISTER_FS ||
 		    o->mem.segment == ZYDIS_REGISTER_GS)
 			return (int)i;
 	}
 	/* LEA ignores the segment; only RIP-relative matters. */
 	for (unsigned i = 0; i < in->operand_count; i++)
-		if (ops[i].type == ZYDIS_OPERAND_TYPE_MEMORY && ops[i].mem.base == ZYDIS_REGISTER_RIP)
+		if (ops[i].type == ZYDIS_OPERAND_TYPE_MEMORY &&
+		    (ops[i].mem.base == ZYDIS_REGISTER_RIP || ops[i].mem.base == ZYDIS_REGISTER_EIP))
 			return (int)i;
 	return -1;
 }
@@ -201,11 +204,25 @@ static bool emit_rewritten(struct tblock *t, const ZydisDecodedInstruction *in, 
 	uint64_t next = pc + in->length;
 	struct emit *e = &t->e;
 
-	if (o->mem.base == ZYDIS_REGISTER_RIP && o->mem.segment != ZYDIS_REGISTER_FS &&
-	    o->mem.segment != ZYDIS_REGISTER_GS) {
+	bool ip_relative = o->mem.base == ZYDIS_REGISTER_RIP || o->mem.base == ZYDIS_REGISTER_EIP;
+	if (o->mem.base == ZYDIS_REGISTER_EIP && in->mnemonic != ZYDIS_MNEMONIC_LEA)
+		return false; /* EIP-relative memory: the interpreter's */
+	if (ip_relative && o->mem.segment != ZYDIS_REGISTER_FS && o->mem.segment != ZYDIS_REGISTER_GS) {
 		uint64_t abs = next + (uint64_t)o->mem.disp.value;
-		if (in->mnemonic == ZYDIS_MNEMONIC_LEA && ops[0].size >= 32) {
-			emit_mov_imm(e, gpr_number(ops[0].reg.value), ops[0].size == 32 ? (uint32_t)abs : abs);
+		if (in->address_width == 32)
+			abs = (uint32_t)abs;
+		if (in->mnemonic == ZYDIS_MNEMONIC_LEA) {
+			int d = gpr_number(ops[0].reg.value);
+			if (ops[0].size >= 32) {
+				emit_mov_imm(e, d, ops[0].size == 32 ? (uint32_t)abs : abs);
+			} else { /* mov r16, imm16 */
+				emit_u8(e, 0x66);
+				if (d >= 8)
+					emit_u8(e, 0x41);
+				emit_u8(e, (uint8_t)(0xb8 + (d & 7)));
+				emit_u8(e, (uint8_t)abs);
+				emit_u8(e, (uint8_t)(abs >> 8));
+			}
 			return true;
 		}
 		int64_t d = (int64_t)(abs - ((uintptr_t)e->p + in->length));
@@ -244,6 +261,7 @@ static bool emit_rewritten(struct tblock *t, const ZydisDecodedInstruction *in, 
 	if (s < 0)
 		return false;
 	emit_store_ctx(e, CTX_SPILL(XS_A), s);
+	t->spilled = s;
 	if (o->mem.segment == ZYDIS_REGISTER_FS || o->mem.segment == ZYDIS_REGISTER_GS) {
 		if (!emit_segment_address(e, s, o, next))
 			return false;
@@ -449,7 +467,8 @@ int xlat_translate(const struct xlat_env *env, uint64_t rip, uint8_t *buf, size_
 		}
 
 		uint8_t *mark = t.e.p; /* a failed rewrite leaves nothing behind */
-		map[n] = (struct xlat_insn_map){(uint32_t)(mark - buf), (uint32_t)(pc - rip)};
+		map[n] = (struct xlat_insn_map){(uint32_t)(mark - buf), (uint32_t)(pc - rip), 0};
+		t.spilled = -1;
 		*ninsns = n + 1;
 		unsigned marked_exits = t.nexits;
 		int r = translate_branch(&t, &in, ops, pc);
@@ -462,6 +481,7 @@ int xlat_translate(const struct xlat_env *env, uint64_t rip, uint8_t *buf, size_
 			else
 				r = 0;
 		}
+		map[n].spilled = (uint8_t)(r >= 0 ? t.spilled + 1 : 0);
 		if (r < 0) {
 			t.e.p = mark;
 			t.nexits = marked_exits;

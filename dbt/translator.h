@@ -120,6 +120,10 @@ extern const struct xlat_exit xlat_miss_exit, xlat_signal_exit;
 struct xlat_env {
 	/* How many bytes from addr on the guest may execute (0: none). */
 	size_t (*fetchable)(void *opaque, uint64_t addr, size_t len);
+	/* The guest page at addr now holds translations (code true), or no
+	 * longer does: the front end write-protects it while the guest may
+	 * write it (NULL: nothing to do). Called with the cache's lock held. */
+	void (*code_page)(void *opaque, uint64_t page, bool code);
 	void *opaque;
 };
 
@@ -143,13 +147,22 @@ extern unsigned xlat_flush_gen;
 /* Remembers in ctx's lookup table that guest rip runs at code. */
 void xlat_remember(struct xlat_ctx *ctx, uint64_t rip, const void *code);
 /* Guest memory [addr, addr + len) changed or was unmapped: drops the
- * translations made from it. */
-void xlat_invalidate(uint64_t addr, uint64_t len);
+ * translations made from it (per page: their incoming chains unlinked,
+ * their lookup-table entries emptied). Returns the pages that held code. */
+unsigned xlat_invalidate(uint64_t addr, uint64_t len);
+/* Is the guest page at addr one translations were made from? */
+bool xlat_page_has_code(uint64_t addr);
 
 /* For signal handlers (async-signal-safe): is pc translated code, and which
  * guest instruction was it running (0: none known)? */
 bool xlat_code_at(uint64_t pc);
 uint64_t xlat_guest_rip(uint64_t pc);
+/* At a fault at pc: the register whose guest value is in ctx->spill[XS_A]
+ * (the scratch of a rewritten memory operand), or -1. */
+int xlat_spilled_reg(uint64_t pc);
+/* Is pc where a guest instruction's host code starts (the guest state
+ * exact)? */
+bool xlat_insn_start(uint64_t pc);
 /* Makes ctx's thread leave translated code at its next block end: every
  * chained branch goes back to its stub, ctx's lookup table misses.
  * Async-signal-safe; branches chain again as they exit. */
@@ -160,7 +173,7 @@ uint64_t xlat_xsave_mask(void);
 
 /* Counters, for VIREO_XLAT_STATS. */
 struct xlat_stats {
-	uint64_t blocks, insns, bytes, chained, flushes, misses, exits;
+	uint64_t blocks, insns, bytes, chained, flushes, misses, exits, invalidated;
 };
 extern struct xlat_stats xlat_stats;
 
@@ -172,6 +185,9 @@ extern struct xlat_stats xlat_stats;
  * back to the guest RIP. */
 struct xlat_insn_map {
 	uint32_t host_off, guest_off;
+	/* The register whose guest value is in ctx->spill[XS_A] while the
+	 * instruction's rewritten form runs, plus one (0: none). */
+	uint8_t spilled;
 };
 
 struct xlat_block {
@@ -179,6 +195,10 @@ struct xlat_block {
 	uint8_t *code;
 	uint32_t size, ninsns;
 	struct xlat_block *hnext;
+	/* In the lists of the (one or two) guest pages it was made from:
+	 * pnext[0] for the page of rip, pnext[1] for the page of end - 1. */
+	struct xlat_block *pnext[2];
+	bool dead; /* invalidated: out of the hash, its code kept until its zone is reused */
 	struct xlat_insn_map map[];
 };
 

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include "dbt/translator.h"
 #include "dbt/user/user.h"
 
 struct range {
@@ -120,6 +121,28 @@ size_t user_maps_fetchable(void *opaque, uint64_t addr, size_t len)
 	}
 	pthread_mutex_unlock(&maps.lock);
 	return n;
+}
+
+/* Pages translations were made from are read-only on the host while the
+ * guest may write them: its first write faults (user_smc_fault), which
+ * drops their translations and gives the write access back. */
+void user_maps_code_page(void *opaque, uint64_t page, bool code)
+{
+	(void)opaque;
+	int prot = user_maps_prot(page);
+	if ((prot & PROT_WRITE) && (prot & PROT_EXEC)) /* no code comes from other pages */
+		mprotect((void *)(uintptr_t)page, 4096, code ? prot & ~PROT_WRITE : prot);
+}
+
+bool user_smc_fault(uint64_t addr)
+{
+	uint64_t page = addr & ~4095ull;
+	if (!(user_maps_prot(page) & PROT_WRITE))
+		return false; /* a real fault: the guest may not write there */
+	/* Write access comes back under the cache's lock when the page's
+	 * last block goes (code_page false), so a block made from it at the
+	 * same time by another thread keeps it protected. */
+	return xlat_invalidate(page, 4096) > 0;
 }
 
 void user_maps_add_vdso(void)

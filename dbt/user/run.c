@@ -47,21 +47,12 @@ _Noreturn void user_die(int sig)
 	__builtin_unreachable();
 }
 
-/* A fault of the instruction at rip: to the guest's handler, or death. */
+/* A fetch fault at rip: to the guest's handler, or death. */
 static void user_fault(struct user_thread *t, int sig, uint64_t rip)
 {
 	siginfo_t info = {.si_signo = sig, .si_code = sig == SIGILL ? ILL_ILLOPN : SEGV_MAPERR};
-	struct sigaction sa;
 	info.si_addr = (void *)(uintptr_t)rip;
-	if (sigaction(sig, NULL, &sa) < 0 || !(sa.sa_flags & SA_SIGINFO) || sa.sa_handler == SIG_DFL) {
-		user_die(sig);
-	}
-	sigset_t blocked;
-	pthread_sigmask(SIG_BLOCK, NULL, &blocked);
-	if (sigismember(&blocked, sig))
-		user_die(sig); /* the kernel forces the default action */
-	t->pending_info[sig] = info;
-	t->pending |= 1ull << (sig - 1);
+	user_raise_fault(t, &info);
 }
 
 static void print_stats(void)
@@ -128,14 +119,11 @@ _Noreturn void user_loop(struct user_thread *t)
 			user_syscall(t);
 			break;
 		case XEXIT_SIGNAL: ctx->rip = ctx->target; break;
-		default: {
-			const uint8_t *p = (const uint8_t *)(uintptr_t)x->target;
-			fprintf(stderr, "vireo user: unsupported instruction at %#lx:", (unsigned long)x->target);
-			for (size_t i = 0; i < user_maps_fetchable(NULL, x->target, 15); i++)
-				fprintf(stderr, " %02x", p[i]);
-			fprintf(stderr, "\n");
-			user_die(SIGILL);
-		}
+		case XEXIT_UNSUPPORTED:
+			ctx->rip = x->target;
+			user_interpret(t);
+			break;
+		default: user_die(SIGILL);
 		}
 	}
 }
@@ -209,9 +197,10 @@ int user_run(const struct user_options *given)
 	user_exe_path = strdup(exe);
 	user_vireo_path = opt->vireo;
 
-	struct xlat_env env = {.fetchable = user_maps_fetchable};
+	struct xlat_env env = {.fetchable = user_maps_fetchable, .code_page = user_maps_code_page};
 	if ((err = xlat_init(&env, user_syscalls, user_syscall_count)) < 0)
 		return fail(opt, err, "cannot start the translator");
+	user_signal_init();
 	if ((err = user_elf_load(opt->path, &img, &why)) < 0)
 		return fail(opt, err, why);
 	user_maps_add_vdso();

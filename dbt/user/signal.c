@@ -11,10 +11,12 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <ucontext.h>
 #include <unistd.h>
 
+#include "dbt/dbt.h"
 #include "dbt/translator.h"
 #include "dbt/user/user.h"
 
@@ -63,6 +65,20 @@ static bool is_fault(int sig)
 	return sig == SIGSEGV || sig == SIGBUS || sig == SIGILL || sig == SIGFPE || sig == SIGTRAP;
 }
 
+/* Memory faults are always vireo's first (the interpreter's accesses), then
+ * the guest's. */
+static bool always_caught(int sig)
+{
+	return sig == SIGSEGV || sig == SIGBUS || sig == SIGTRAP;
+}
+
+/* Does the guest have a handler for sig (async-signal-safe)? */
+static bool guest_handles(int sig)
+{
+	uint64_t h = __atomic_load_n(&actions[sig].handler, __ATOMIC_RELAXED);
+	return h != (uint64_t)(uintptr_t)SIG_DFL && h != (uint64_t)(uintptr_t)SIG_IGN;
+}
+
 /* ---- the host side ---- */
 
 /* A passthrough SYSCALL site (translate.c): "syscall; mov rcx, next" or
@@ -89,6 +105,28 @@ static uint64_t syscall_site(const uint8_t *at, bool *before)
 	return 0;
 }
 
+/* ucontext's index of each register, in encoding order. */
+static const int greg_of[16] = {REG_RAX, REG_RCX, REG_RDX, REG_RBX, REG_RSP, REG_RBP, REG_RSI, REG_RDI,
+				REG_R8,	 REG_R9,  REG_R10, REG_R11, REG_R12, REG_R13, REG_R14, REG_R15};
+
+/* A write fault on a page holding translations (user_smc_fault). Another
+ * thread may have dropped them first, or hold the page while it translates
+ * from it: retried, but a fault that keeps coming back at one address with
+ * nothing to drop is the guest's own. */
+static bool smc_fault(struct user_thread *t, uint64_t addr)
+{
+	if (user_smc_fault(addr)) {
+		t->smc_retry = 0;
+		return true;
+	}
+	if (!(user_maps_prot(addr) & PROT_EXEC) || !(user_maps_prot(addr) & PROT_WRITE))
+		return false;
+	if ((t->smc_retry >> 12) != (addr & ~4095ull) >> 12 || (t->smc_retry & 4095) == 0)
+		t->smc_retry = (addr & ~4095ull) | 1024;
+	t->smc_retry--;
+	return (t->smc_retry & 4095) != 0;
+}
+
 static void host_signal(int sig, siginfo_t *info, void *ucv)
 {
 	ucontext_t *uc = ucv;
@@ -97,10 +135,48 @@ static void host_signal(int sig, siginfo_t *info, void *ucv)
 	int saved_errno = errno;
 
 	if (!t) { /* a thread vireo made that runs no guest code */
+		if (always_caught(sig) && info->si_code > 0)
+			user_die(sig); /* vireo's own fault */
 		errno = saved_errno;
 		return;
 	}
 	bool in_cache = xlat_code_at(pc);
+	if (sig == SIGSEGV && info->si_code == SEGV_ACCERR && (uc->uc_mcontext.gregs[REG_ERR] & 2) &&
+	    smc_fault(t, (uintptr_t)info->si_addr)) {
+		/* A write to a page holding translations: retried now. If the
+		 * running block came from that page, the rest of it may be
+		 * stale: step the write, then leave the block (below). */
+		uint64_t rip = in_cache ? xlat_guest_rip(pc) : 0;
+		if (rip && (rip >> 12 == (uintptr_t)info->si_addr >> 12 ||
+			    (rip + 15) >> 12 == (uintptr_t)info->si_addr >> 12)) {
+			t->smc_step = true;
+			uc->uc_mcontext.gregs[REG_EFL] |= 0x100; /* TF */
+		}
+		goto out;
+	}
+	if (sig == SIGTRAP && t->smc_step) {
+		t->smc_step = false;
+		uc->uc_mcontext.gregs[REG_EFL] &= ~0x100;
+		uint64_t rip = in_cache ? xlat_guest_rip(pc) : 0;
+		if (rip && xlat_spilled_reg(pc) < 0 && xlat_insn_start(pc)) {
+			t->ctx->target = rip;
+			uc->uc_mcontext.gregs[REG_RIP] = (greg_t)(uintptr_t)xlat_signal_routine;
+		}
+		goto out;
+	}
+	if (always_caught(sig) && info->si_code > 0 && t->in_interp) {
+		/* An access of the instruction the interpreter runs. */
+		t->interp_info = *info;
+		t->interp_mask = uc->uc_sigmask;
+		t->interp_faulted = true;
+		dbt_user_host_fault(t->interp, (uintptr_t)info->si_addr);
+	}
+	if (always_caught(sig) && !guest_handles(sig)) {
+		if (info->si_code > 0 ||
+		    __atomic_load_n(&actions[sig].handler, __ATOMIC_RELAXED) == (uint64_t)(uintptr_t)SIG_DFL)
+			user_die(sig);
+		goto out; /* ignored */
+	}
 	if (is_fault(sig) && info->si_code > 0) {
 		/* Raised by an instruction: the guest's, if it ran in the
 		 * cache; otherwise vireo's own bug, which must not loop. */
@@ -108,6 +184,9 @@ static void host_signal(int sig, siginfo_t *info, void *ucv)
 		if (!rip)
 			user_die(sig);
 		t->fault_rip = rip;
+		int spilled = xlat_spilled_reg(pc);
+		if (spilled >= 0) /* the scratch of a rewritten operand gets its guest value back */
+			uc->uc_mcontext.gregs[greg_of[spilled]] = (greg_t)t->ctx->spill[XS_A];
 	}
 	t->pending_info[sig] = *info;
 	__atomic_or_fetch(&t->pending, 1ull << (sig - 1), __ATOMIC_SEQ_CST);
@@ -146,7 +225,8 @@ void user_signal_thread_init(void)
 static int host_disposition(int sig, const struct guest_action *a)
 {
 	struct sigaction sa = {0};
-	if (a->handler == (uint64_t)(uintptr_t)SIG_DFL || a->handler == (uint64_t)(uintptr_t)SIG_IGN) {
+	if (!always_caught(sig) &&
+	    (a->handler == (uint64_t)(uintptr_t)SIG_DFL || a->handler == (uint64_t)(uintptr_t)SIG_IGN)) {
 		sa.sa_handler = (void (*)(int))(uintptr_t)a->handler;
 		sa.sa_flags = (int)(a->flags & (SA_NOCLDSTOP | SA_NOCLDWAIT));
 	} else {
@@ -155,6 +235,24 @@ static int host_disposition(int sig, const struct guest_action *a)
 		sigfillset(&sa.sa_mask);
 	}
 	return sigaction(sig, &sa, NULL) < 0 ? -errno : 0;
+}
+
+void user_signal_init(void)
+{
+	host_disposition(SIGSEGV, &actions[SIGSEGV]);
+	host_disposition(SIGBUS, &actions[SIGBUS]);
+	host_disposition(SIGTRAP, &actions[SIGTRAP]);
+}
+
+void user_raise_fault(struct user_thread *t, const siginfo_t *info)
+{
+	int sig = info->si_signo;
+	sigset_t blocked;
+	pthread_sigmask(SIG_BLOCK, NULL, &blocked);
+	if (!guest_handles(sig) || sigismember(&blocked, sig))
+		user_die(sig); /* the kernel forces the default action */
+	t->pending_info[sig] = *info;
+	__atomic_or_fetch(&t->pending, 1ull << (sig - 1), __ATOMIC_SEQ_CST);
 }
 
 long user_rt_sigaction(int sig, uint64_t act, uint64_t oact, uint64_t size)

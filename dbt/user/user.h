@@ -52,6 +52,12 @@ uint64_t user_stack_build(const struct user_image *img, char **argv, char **envp
 void user_maps_set(uint64_t addr, uint64_t len, int prot);
 int user_maps_prot(uint64_t addr);
 size_t user_maps_fetchable(void *opaque, uint64_t addr, size_t len);
+/* The translator's code_page callback: write-protects pages holding
+ * translated code on the host while the guest may write them. */
+void user_maps_code_page(void *opaque, uint64_t page, bool code);
+/* A host write fault at addr: true when it was such a page (its
+ * translations are dropped, write access restored: retry the write). */
+bool user_smc_fault(uint64_t addr);
 /* The host's own vDSO, which the guest shares. */
 void user_maps_add_vdso(void);
 
@@ -68,13 +74,25 @@ struct user_thread {
 	siginfo_t pending_info[65];
 	uint64_t fault_rip; /* set by the handler for a fault in guest code */
 	stack_t altstack;   /* the guest's sigaltstack (ss_size 0: none) */
+	/* The interpreter for what the translator cannot run (interp.c). */
+	struct dbt_cpu *interp;
+	volatile bool in_interp;   /* a host fault now is the interpreted instruction's */
+	volatile bool interp_faulted;
+	volatile bool smc_step;
+	uint64_t smc_retry; /* the page of write faults that found no translations | retries left */ /* single-stepping out of a block that wrote its own page */
+	siginfo_t interp_info;	   /* that host fault */
+	sigset_t interp_mask;	   /* the signal mask it interrupted */
 };
 
 /* The calling thread's (NULL in threads that run no guest code). */
 struct user_thread *user_current_thread(void);
 
 /* Signals (signal.c). */
+void user_signal_init(void);
 void user_signal_thread_init(void);
+/* A fault of a guest instruction: queued for the guest's handler, or the
+ * default death when it has none (or blocks the signal). */
+void user_raise_fault(struct user_thread *t, const siginfo_t *info);
 long user_rt_sigaction(int sig, uint64_t act, uint64_t oact, uint64_t size);
 long user_sigaltstack(struct user_thread *t, uint64_t ss, uint64_t old);
 /* Enters the guest handlers of t's pending signals (frames on its stack). */
@@ -85,6 +103,10 @@ void user_rt_sigreturn(struct user_thread *t);
 /* The run loop of a thread: never returns (the guest exits through a
  * system call or a signal). */
 _Noreturn void user_loop(struct user_thread *t);
+
+/* XEXIT_UNSUPPORTED: the instruction at ctx->rip runs in the interpreter
+ * over the guest state (interp.c). */
+void user_interpret(struct user_thread *t);
 
 /* The SYSCALL the translator sent to the runtime (syscall.c): performs it
  * with the guest's registers in t->ctx, leaves the result in RAX. */

@@ -101,6 +101,7 @@ struct diff_engine {
 
 extern const struct diff_engine diff_engine_native;
 extern const struct diff_engine diff_engine_interp;
+extern const struct diff_engine diff_engine_xlat;
 
 /* gen.c: the form table and case generation. */
 struct diff_form_info {

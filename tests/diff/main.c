@@ -22,7 +22,7 @@
 
 #define CHUNK 1024
 
-static const struct diff_engine *const engines[] = {&diff_engine_native, &diff_engine_interp};
+static const struct diff_engine *const engines[] = {&diff_engine_native, &diff_engine_interp, &diff_engine_xlat};
 #define NENGINES (sizeof(engines) / sizeof(engines[0]))
 
 static uint64_t now_ns(void)

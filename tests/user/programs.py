@@ -111,10 +111,14 @@ others = [
     ("sh-status", ["/bin/sh", "-c", "/bin/false; echo $?; (exit 9); echo $?"], b""),
     ("kill-self", ["/bin/sh", "-c", "kill -TERM $$"], b""),
     ("sh-script", ["/bin/sh", "-c", "printf '#!/bin/sh\\necho in script $1\\n' >s.sh; chmod +x s.sh; ./s.sh arg"], b""),
+    # gcc and its cc1, as and ld children (execve), then the program it built.
+    ("gcc", ["/bin/sh", "-c", "mkdir -p gcc.$$ && cd gcc.$$ && cat >t.c && /usr/bin/gcc -O2 t.c -o t -lm && ./t"],
+     b'#include <math.h>\n#include <stdio.h>\nint main(void) { double s = 0; for (int i = 1; i < 1000; i++) '
+     b's += sqrt(i) / i; printf("%.9f %d\\n", s, (int)sizeof(long)); return 3; }\n'),
 ]
 for name, argv, stdin in others:
     cases.append((name, argv, stdin))
-for name in ("user-signals", "user-jit", "user-threads"):
+for name in ("user-signals", "user-jit", "user-threads", "user-interp", "user-smc"):
     if name in progs:
         cases.append((name[5:], [progs[name]], b""))
 if "user-faults" in progs:
