@@ -5,7 +5,6 @@
  */
 #include <ctype.h>
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,7 +12,7 @@
 #include "tools/vireo/vireo.h"
 #include "vmm/vmm.h"
 
-static int fail(const char *fmt, const char *arg)
+int option_fail(const char *fmt, const char *arg)
 {
 	fprintf(stderr, "vireo: ");
 	fprintf(stderr, fmt, arg);
@@ -69,7 +68,7 @@ static int set_engine(struct vm_config *cfg, const char *accel)
 	else if (!strcmp(accel, "auto"))
 		cfg->engine = "auto";
 	else
-		return fail("unknown accelerator '%s' (dbt/tcg, kvm or auto)", accel);
+		return option_fail("unknown accelerator '%s' (dbt/tcg, kvm or auto)", accel);
 	return 0;
 }
 
@@ -84,16 +83,16 @@ static int parse_machine(struct vm_config *cfg, const char *spec)
 			ret = set_engine(cfg, p + 6);
 		else if (!strncmp(p, "type=", 5) || !strchr(p, '='))
 			ret = strcmp(strchr(p, '=') ? p + 5 : p, "pc") && strcmp(strchr(p, '=') ? p + 5 : p, "q35")
-				      ? fail("unsupported machine type '%s' (Vireo's machine is a PC)", p)
+				      ? option_fail("unsupported machine type '%s' (Vireo's machine is a PC)", p)
 				      : 0;
 		else
-			ret = fail("unsupported -machine property '%s'", p);
+			ret = option_fail("unsupported -machine property '%s'", p);
 	}
 	free(copy);
 	return ret;
 }
 
-static int add_device(struct vm_config *cfg, const char *spec)
+int option_add_device(struct vm_config *cfg, const char *spec)
 {
 	if (cfg->ndevices == VM_MAX_DEVICES) {
 		fprintf(stderr, "vireo: too many devices (at most %d)\n", VM_MAX_DEVICES);
@@ -114,228 +113,22 @@ static int parse_device(struct vm_config *cfg, const char *spec)
 
 	if (!p || strcmp(p, "isa-debug-exit")) {
 		free(copy);
-		return add_device(cfg, spec);
+		return option_add_device(cfg, spec);
 	}
 	while (!ret && (p = strtok_r(NULL, ",", &save))) {
 		if (!strncmp(p, "iobase=", 7)) {
 			if (strtoul(p + 7, NULL, 0) != 0xf4)
-				ret = fail("isa-debug-exit is at iobase=0xf4 in Vireo, not '%s'", p);
+				ret = option_fail("isa-debug-exit is at iobase=0xf4 in Vireo, not '%s'", p);
 		} else if (!strncmp(p, "iosize=", 7)) {
 			unsigned long n = strtoul(p + 7, NULL, 0);
 			if (n != 1 && n != 2 && n != 4)
-				ret = fail("isa-debug-exit: bad '%s'", p);
+				ret = option_fail("isa-debug-exit: bad '%s'", p);
 		} else {
-			ret = fail("unsupported isa-debug-exit property '%s'", p);
+			ret = option_fail("unsupported isa-debug-exit property '%s'", p);
 		}
 	}
 	free(copy);
 	return ret;
-}
-
-/* What -drive specs and their generated -device specs point at: static, so
- * they live as long as the VM. */
-static char *drive_specs[VM_MAX_DRIVES];
-static char drive_devices[VM_MAX_DRIVES][80];
-
-static bool is_on(const char *v)
-{
-	return !strcmp(v, "on") || !strcmp(v, "true") || !strcmp(v, "yes");
-}
-
-static bool is_off(const char *v)
-{
-	return !strcmp(v, "off") || !strcmp(v, "false") || !strcmp(v, "no");
-}
-
-/* A disk image: if=virtio gets its own virtio-blk device; if=none waits
- * for a -device virtio-blk-pci,drive=ID. */
-static int add_drive(struct vm_config *cfg, char *copy, const char *file, const char *format, bool read_only,
-		     const char *id, bool virtio)
-{
-	struct vm_drive *d;
-	unsigned n = cfg->ndrives;
-	char auto_id[16];
-
-	if (n == VM_MAX_DRIVES) {
-		free(copy);
-		fprintf(stderr, "vireo: too many drives (at most %d)\n", VM_MAX_DRIVES);
-		return -1;
-	}
-	if (!file || !*file) {
-		free(copy);
-		fprintf(stderr, "vireo: a drive needs an image: -drive file=PATH or --disk PATH\n");
-		return -1;
-	}
-	if (!id) {
-		snprintf(auto_id, sizeof(auto_id), "virtio%u", n);
-		id = auto_id;
-	}
-	if (strlen(id) > 32 || strpbrk(id, ",= ")) {
-		fail("-drive: bad id '%s' (at most 32 characters, no ',' '=' or space)", id);
-		free(copy);
-		return -1;
-	}
-	for (unsigned i = 0; i < n; i++) {
-		if (!strcmp(cfg->drives[i].id, id)) {
-			fail("-drive: id '%s' is used by two drives", id);
-			free(copy);
-			return -1;
-		}
-	}
-	d = &cfg->drives[n];
-	snprintf(drive_devices[n], sizeof(drive_devices[n]), "virtio-blk-pci,drive=%s", id);
-	drive_specs[n] = copy;
-	*d = (struct vm_drive){.id = drive_devices[n] + strlen("virtio-blk-pci,drive="),
-			       .file = file,
-			       .format = format,
-			       .read_only = read_only};
-	cfg->ndrives++;
-	return virtio ? add_device(cfg, drive_devices[n]) : 0;
-}
-
-/* -drive file=PATH[,format=raw|qcow2][,if=virtio|none][,readonly=on|off][,id=ID].
- * Vireo has no IDE: without if=, a drive is a virtio disk. */
-static int parse_drive(struct vm_config *cfg, const char *spec)
-{
-	char *copy = strdup(spec), *save = NULL;
-	const char *file = NULL, *format = NULL, *id = NULL;
-	bool read_only = false, virtio = true;
-
-	for (char *p = strtok_r(copy, ",", &save); p; p = strtok_r(NULL, ",", &save)) {
-		char *v = strchr(p, '=');
-
-		if (v)
-			*v++ = 0;
-		if (!strcmp(p, "file") && v) {
-			file = v;
-		} else if (!strcmp(p, "format") && v) {
-			format = v;
-		} else if (!strcmp(p, "id") && v) {
-			id = v;
-		} else if (!strcmp(p, "if") && v && (!strcmp(v, "virtio") || !strcmp(v, "none"))) {
-			virtio = !strcmp(v, "virtio");
-		} else if (!strcmp(p, "readonly") && (!v || is_on(v) || is_off(v))) {
-			read_only = !v || is_on(v);
-		} else if (!strcmp(p, "if") && v) {
-			fail("-drive: unsupported interface 'if=%s' (virtio or none)", v);
-			free(copy);
-			return -1;
-		} else {
-			fail("-drive: unsupported property '%s'", p);
-			free(copy);
-			return -1;
-		}
-	}
-	return add_drive(cfg, copy, file, format, read_only, id, virtio);
-}
-
-/* --disk PATH[,readonly][,format=F]: a virtio disk. */
-static int parse_disk(struct vm_config *cfg, const char *spec)
-{
-	char *copy = strdup(spec), *save = NULL;
-	char *file = strtok_r(copy, ",", &save);
-	const char *format = NULL;
-	bool read_only = false;
-
-	for (char *p = strtok_r(NULL, ",", &save); p; p = strtok_r(NULL, ",", &save)) {
-		if (!strcmp(p, "readonly") || !strcmp(p, "ro")) {
-			read_only = true;
-		} else if (!strncmp(p, "format=", 7)) {
-			format = p + 7;
-		} else {
-			fail("--disk: unsupported property '%s' (readonly, format=raw|qcow2)", p);
-			free(copy);
-			return -1;
-		}
-	}
-	return add_drive(cfg, copy, file, format, read_only, NULL, true);
-}
-
-/* ---- network: -netdev, -nic, --net ---- */
-
-static int add_netdev(struct vm_config *cfg, const char *spec)
-{
-	if (cfg->nnetdevs == VM_MAX_NETDEVS) {
-		fprintf(stderr, "vireo: too many -netdev back ends (at most %d)\n", VM_MAX_NETDEVS);
-		return -1;
-	}
-	cfg->netdevs[cfg->nnetdevs++] = spec;
-	return 0;
-}
-
-/* Strings made from shorthands, alive as long as the configuration. */
-static char *made[2 * VM_MAX_NETDEVS];
-static unsigned nmade;
-
-static const char *make(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static const char *make(const char *fmt, ...)
-{
-	va_list ap;
-	char *s;
-
-	if (nmade == sizeof(made) / sizeof(made[0]))
-		return NULL;
-	va_start(ap, fmt);
-	if (vasprintf(&s, fmt, ap) < 0)
-		s = NULL;
-	va_end(ap);
-	return s ? made[nmade++] = s : NULL;
-}
-
-/* A back end of type (and props) with a virtio-net NIC on it: -nic and --net. */
-static int add_nic(struct vm_config *cfg, const char *type, size_t tlen, const char *props, const char *mac)
-{
-	const char *netdev, *device;
-	unsigned n = cfg->nnetdevs;
-
-	netdev = make("%.*s,id=nic%u%s%s", (int)tlen, type, n, *props ? "," : "", props);
-	device = make("virtio-net-pci,netdev=nic%u%s%s", n, mac ? ",mac=" : "", mac ? mac : "");
-	if (!netdev || !device)
-		return fail("%s", "too many network interfaces");
-	return add_netdev(cfg, netdev) || add_device(cfg, device) ? -1 : 0;
-}
-
-/* -nic TYPE[,model=virtio-net-pci][,mac=MAC][,back-end properties]; -nic none. */
-static int parse_nic(struct vm_config *cfg, const char *spec)
-{
-	char props[512] = "", mac[32] = "";
-	size_t tlen = strcspn(spec, ",");
-	const char *p = spec + tlen;
-
-	if (tlen == 4 && !strncmp(spec, "none", 4) && !*p)
-		return 0;
-	while (*p == ',') {
-		const char *item = p + 1;
-		size_t n = strcspn(item, ",");
-
-		if (!strncmp(item, "model=", 6)) {
-			char model[32];
-			snprintf(model, sizeof(model), "%.*s", (int)(n - 6), item + 6);
-			if (strcmp(model, "virtio-net-pci") && strcmp(model, "virtio") && strcmp(model, "virtio-net"))
-				return fail("-nic: unsupported model '%s' (virtio-net-pci)", model);
-		} else if (!strncmp(item, "mac=", 4)) {
-			snprintf(mac, sizeof(mac), "%.*s", (int)(n - 4), item + 4);
-		} else if (strlen(props) + n + 2 < sizeof(props)) {
-			snprintf(props + strlen(props), sizeof(props) - strlen(props), "%s%.*s", *props ? "," : "",
-				 (int)n, item);
-		} else {
-			return fail("-nic '%s' is too long", spec);
-		}
-		p = item + n;
-	}
-	return add_nic(cfg, spec, tlen, props, *mac ? mac : NULL);
-}
-
-/* --net user[,PROPS] or --net tap:IFNAME[,PROPS]: Vireo's shorthand for -nic. */
-static int parse_net(struct vm_config *cfg, const char *s)
-{
-	if (!strncmp(s, "tap:", 4) && s[4] && s[4] != ',') {
-		const char *props = make("ifname=%s", s + 4);
-		return props ? add_nic(cfg, "tap", 3, props, NULL) : fail("%s", "too many network interfaces");
-	}
-	if (!strncmp(s, "user", 4) && (!s[4] || s[4] == ','))
-		return add_nic(cfg, "user", 4, s[4] ? s + 5 : "", NULL);
-	return fail("unknown network '%s' (user or tap:IFNAME)", s);
 }
 
 /* --console: where the guest's console is. serial: the 16550 (always
@@ -345,8 +138,8 @@ static int parse_console(struct vm_config *cfg, const char *s)
 	if (!strcmp(s, "serial"))
 		return 0;
 	if (!strcmp(s, "virtio"))
-		return add_device(cfg, "virtio-serial-pci") || add_device(cfg, "virtconsole") ? -1 : 0;
-	return fail("unknown console '%s' (serial or virtio)", s);
+		return option_add_device(cfg, "virtio-serial-pci") || option_add_device(cfg, "virtconsole") ? -1 : 0;
+	return option_fail("unknown console '%s' (serial or virtio)", s);
 }
 
 static int parse_serial(struct vm_config *cfg, const char *s)
@@ -355,7 +148,7 @@ static int parse_serial(struct vm_config *cfg, const char *s)
 		cfg->serial = !strcmp(s, "null") ? "none" : s;
 		return 0;
 	}
-	return fail("unsupported serial back end '%s' (stdio, none or file:PATH)", s);
+	return option_fail("unsupported serial back end '%s' (stdio, none or file:PATH)", s);
 }
 
 /* Takes "--name=value", "--name value", "-name value". */
@@ -365,7 +158,7 @@ static const char *option_value(int argc, char **argv, int *i, const char *arg)
 	if (arg[0] == '-' && arg[1] == '-' && eq)
 		return eq + 1;
 	if (*i + 1 >= argc) {
-		fail("option '%s' needs a value", arg);
+		option_fail("option '%s' needs a value", arg);
 		return NULL;
 	}
 	return argv[++*i];
@@ -403,12 +196,12 @@ int vireo_run(int argc, char **argv)
 			if (!(v = option_value(argc, argv, &i, a)))
 				return VM_EXIT_SETUP_ERROR;
 			if (parse_size(strncmp(v, "size=", 5) ? v : v + 5, &cfg.memory) < 0)
-				bad = fail("bad memory size '%s' (for example 512M or 2G)", v);
+				bad = option_fail("bad memory size '%s' (for example 512M or 2G)", v);
 		} else if (is(a, "--cpus") || is(a, "-smp")) {
 			if (!(v = option_value(argc, argv, &i, a)))
 				return VM_EXIT_SETUP_ERROR;
 			if (parse_cpus(v, &cfg.cpus) < 0)
-				bad = fail("bad vCPU count '%s' (a number; topology options are not supported)", v);
+				bad = option_fail("bad vCPU count '%s' (a number; topology options are not supported)", v);
 		} else if (is(a, "--engine") || is(a, "-accel")) {
 			if (!(v = option_value(argc, argv, &i, a)))
 				return VM_EXIT_SETUP_ERROR;
@@ -429,23 +222,23 @@ int vireo_run(int argc, char **argv)
 		} else if (is(a, "-drive") || is(a, "--drive")) {
 			if (!(v = option_value(argc, argv, &i, a)))
 				return VM_EXIT_SETUP_ERROR;
-			bad = parse_drive(&cfg, v);
+			bad = option_drive(&cfg, v);
 		} else if (is(a, "--disk")) {
 			if (!(v = option_value(argc, argv, &i, a)))
 				return VM_EXIT_SETUP_ERROR;
-			bad = parse_disk(&cfg, v);
+			bad = option_disk(&cfg, v);
 		} else if (is(a, "-netdev") || is(a, "--netdev")) {
 			if (!(v = option_value(argc, argv, &i, a)))
 				return VM_EXIT_SETUP_ERROR;
-			bad = add_netdev(&cfg, v);
+			bad = option_netdev(&cfg, v);
 		} else if (is(a, "-nic")) {
 			if (!(v = option_value(argc, argv, &i, a)))
 				return VM_EXIT_SETUP_ERROR;
-			bad = parse_nic(&cfg, v);
+			bad = option_nic(&cfg, v);
 		} else if (is(a, "--net")) {
 			if (!(v = option_value(argc, argv, &i, a)))
 				return VM_EXIT_SETUP_ERROR;
-			bad = parse_net(&cfg, v);
+			bad = option_net(&cfg, v);
 		} else if (is(a, "--console")) {
 			if (!(v = option_value(argc, argv, &i, a)))
 				return VM_EXIT_SETUP_ERROR;
@@ -454,7 +247,7 @@ int vireo_run(int argc, char **argv)
 			if (!(v = option_value(argc, argv, &i, a)))
 				return VM_EXIT_SETUP_ERROR;
 			if (strcmp(v, "none"))
-				bad = fail("unsupported display '%s' (Vireo has no display yet: -display none)", v);
+				bad = option_fail("unsupported display '%s' (Vireo has no display yet: -display none)", v);
 		} else if (!strcmp(a, "-nographic")) {
 			if (!serial_set)
 				cfg.serial = "stdio";
