@@ -105,23 +105,46 @@ static bool range_has_code(uint64_t first, uint64_t last)
 
 /* ---- lookup tables ---- */
 
-/* An empty entry holds a guest address that cannot hash to it. */
+bool xlat_bmi2;
+
+unsigned xlat_lookup_set(uint64_t t)
+{
+	return (unsigned)(xlat_bmi2 ? t + (t >> 16) : t) & (XLAT_LOOKUP_SETS - 1);
+}
+
+/* An empty entry holds a guest address that cannot hash to it: below 65536,
+ * an address is its own set. */
+static uint64_t lookup_empty(unsigned set)
+{
+	return -(uint64_t)(set ^ 1);
+}
+
+static void lookup_set_entry(struct xlat_lookup *l, unsigned set, uint64_t neg_guest, uint64_t host)
+{
+	/* Only the owning thread fills its table; a flush from another thread
+	 * only ever makes an entry miss, so the entry is never seen half
+	 * written with a matching address. */
+	__atomic_store_n(&l->neg_guest, lookup_empty(set), __ATOMIC_RELAXED);
+	__atomic_store_n(&l->host, host, __ATOMIC_RELAXED);
+	__atomic_store_n(&l->neg_guest, neg_guest, __ATOMIC_RELEASE);
+}
+
 static void lookup_clear(struct xlat_lookup *table)
 {
-	for (unsigned i = 0; i < XLAT_LOOKUP_SIZE; i++) {
-		__atomic_store_n(&table[i].neg_guest, -(uint64_t)(i ^ 1), __ATOMIC_RELAXED);
+	for (unsigned i = 0; i < XLAT_LOOKUP_SETS * XLAT_LOOKUP_WAYS; i++) {
+		__atomic_store_n(&table[i].neg_guest, lookup_empty(i / XLAT_LOOKUP_WAYS), __ATOMIC_RELAXED);
 		table[i].host = (uintptr_t)xlat_miss_routine;
 	}
 }
 
 void xlat_remember(struct xlat_ctx *ctx, uint64_t rip, const void *code)
 {
-	struct xlat_lookup *l = &ctx->lookup[rip & (XLAT_LOOKUP_SIZE - 1)];
-	/* Only this thread fills its table; a flush from another thread only
-	 * ever makes an entry miss. */
-	__atomic_store_n(&l->neg_guest, -(uint64_t)((rip & 0xffff) ^ 1), __ATOMIC_RELAXED);
-	__atomic_store_n(&l->host, (uintptr_t)code, __ATOMIC_RELAXED);
-	__atomic_store_n(&l->neg_guest, -rip, __ATOMIC_RELEASE);
+	unsigned set = xlat_lookup_set(rip);
+	struct xlat_lookup *l = &ctx->lookup[set * XLAT_LOOKUP_WAYS];
+	/* The newest first: the older one moves to the second way. */
+	if (l[0].neg_guest != -rip && l[0].neg_guest != lookup_empty(set))
+		lookup_set_entry(&l[1], set, l[0].neg_guest, l[0].host);
+	lookup_set_entry(&l[0], set, -rip, (uintptr_t)code);
 }
 
 /* ---- flushing ---- */
@@ -384,6 +407,7 @@ int xlat_init(const struct xlat_env *env, const uint16_t *syscalls, size_t nsysc
 	cc.xsave_mask = ((uint64_t)hi << 32) | lo;
 	__cpuid_count(0xd, 0, a, b, c, d);
 	cc.xsave_size = b;
+	xlat_bmi2 = __get_cpuid_count(7, 0, &a, &b, &c, &d) && (b & (1u << 8));
 	return 0;
 }
 
@@ -392,7 +416,7 @@ int xlat_ctx_create(struct xlat_ctx **out, void *owner)
 	struct xlat_ctx *ctx = calloc(1, sizeof(*ctx));
 	if (!ctx)
 		return -ENOMEM;
-	ctx->lookup = malloc(XLAT_LOOKUP_SIZE * sizeof(*ctx->lookup));
+	ctx->lookup = malloc(XLAT_LOOKUP_SETS * XLAT_LOOKUP_WAYS * sizeof(*ctx->lookup));
 	ctx->xsave = aligned_alloc(64, (cc.xsave_size + 63) & ~63u);
 	if (!ctx->lookup || !ctx->xsave) {
 		free(ctx->lookup);

@@ -69,8 +69,15 @@ struct xlat_lookup {
 	uint64_t neg_guest;
 	uint64_t host;
 };
-#define XLAT_LOOKUP_BITS 16 /* indexed by the target's low 16 bits (MOVZX) */
-#define XLAT_LOOKUP_SIZE (1u << XLAT_LOOKUP_BITS)
+/* The table is 2-way set associative: XLAT_LOOKUP_SETS sets of two entries,
+ * the most recently remembered first. */
+#define XLAT_LOOKUP_BITS 16
+#define XLAT_LOOKUP_SETS (1u << XLAT_LOOKUP_BITS)
+#define XLAT_LOOKUP_WAYS 2
+/* The set of a guest address: (t + (t >> 16)) mod 2^16 where the host has
+ * BMI2 (RORX computes it without touching the flags), else t mod 2^16. */
+unsigned xlat_lookup_set(uint64_t t);
+extern bool xlat_bmi2;
 
 /* Spill slots of translated code. */
 enum { XS_A, XS_B, XS_C, XS_COUNT };
