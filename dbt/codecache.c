@@ -9,6 +9,7 @@
  * docs/dbt-translator.md, "Code cache".
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -51,6 +52,7 @@ static struct {
 	/* Every stub chained since the last flush (xlat_unlink). */
 	struct xlat_exit **chained;
 	unsigned nchained;
+	FILE *perf_map; /* VIREO_PERF_MAP: /tmp/perf-PID.map, for perf report */
 } cc = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 struct xlat_stats xlat_stats;
@@ -147,6 +149,17 @@ void xlat_remember(struct xlat_ctx *ctx, uint64_t rip, const void *code)
 	lookup_set_entry(&l[0], set, -rip, (uintptr_t)code);
 }
 
+/* ---- return caches ---- */
+
+/* Every entry misses (a flush may free the code they continue at). Another
+ * thread may be running: it then returns to a continuation of the old code,
+ * which is kept (docs: "Invalidation"). */
+static void rcache_clear(struct xlat_ctx *ctx)
+{
+	for (unsigned i = 0; i < XLAT_RCACHE_ENTRIES; i++)
+		__atomic_store_n(&ctx->rcache[i], (uintptr_t)xlat_ret_miss_routine, __ATOMIC_RELAXED);
+}
+
 /* ---- flushing ---- */
 
 /* Drops every translation. Other threads may be running translated code:
@@ -164,8 +177,10 @@ static void flush_all(void)
 	}
 	memset(cc.pages, 0, PAGE_SET_SIZE * sizeof(*cc.pages));
 	cc.npages = 0;
-	for (struct xlat_ctx *c = cc.contexts; c; c = c->next)
+	for (struct xlat_ctx *c = cc.contexts; c; c = c->next) {
 		lookup_clear(c->lookup);
+		rcache_clear(c);
+	}
 	for (unsigned i = 0; i < cc.nzones; i++) {
 		cc.zones[i].nblocks = 0;
 		cc.zones[i].next = cc.zones[i].base;
@@ -354,6 +369,8 @@ static struct xlat_block *translate_block(uint64_t rip, int *err)
 			page_add(p);
 		xlat_stats.blocks++;
 		xlat_stats.bytes += (uint64_t)n;
+		if (cc.perf_map)
+			fprintf(cc.perf_map, "%lx %x guest_%lx\n", (unsigned long)(uintptr_t)b->code, n, (unsigned long)rip);
 		return b;
 	}
 	*err = -ENOMEM;
@@ -392,6 +409,13 @@ int xlat_init(const struct xlat_env *env, const uint16_t *syscalls, size_t nsysc
 	unsigned a, b, c, d;
 
 	cc.env = *env;
+	if (getenv("VIREO_PERF_MAP")) {
+		char path[64];
+		snprintf(path, sizeof(path), "/tmp/perf-%d.map", (int)getpid());
+		cc.perf_map = fopen(path, "w");
+		if (cc.perf_map)
+			setvbuf(cc.perf_map, NULL, _IOLBF, 0);
+	}
 	for (size_t i = 0; i < nsyscalls; i++)
 		cc.sysfilter[syscalls[i]] = 1;
 	cc.pages = calloc(PAGE_SET_SIZE, sizeof(*cc.pages));
@@ -429,11 +453,13 @@ int xlat_ctx_create(struct xlat_ctx **out, void *owner)
 	__asm__ volatile("xsave64 (%0)" : : "r"(ctx->xsave), "a"((uint32_t)cc.xsave_mask),
 			 "d"((uint32_t)(cc.xsave_mask >> 32)) : "memory");
 	lookup_clear(ctx->lookup);
+	rcache_clear(ctx);
 	ctx->rflags = 0x202;
 	ctx->rflags_top = (uintptr_t)(&ctx->rflags + 1);
 	ctx->sysfilter = cc.sysfilter;
 	ctx->exit_code = (const void *)xlat_exit_routine;
 	ctx->miss_code = (const void *)xlat_miss_routine;
+	ctx->ret_miss_code = (const void *)xlat_ret_miss_routine;
 	ctx->self = ctx;
 	ctx->xsave_mask = cc.xsave_mask;
 	ctx->owner = owner;

@@ -133,3 +133,42 @@ __attribute__((naked)) void xlat_signal_routine(void)
 			 :
 			 : GPR(rax, 0));
 }
+
+/* Reached from a return whose return-cache entry was empty or held another
+ * continuation: R11 holds the guest target, the guest's R11 and RCX are in
+ * the spill slots A and B, RSP is past the return address, which the translated
+ * RET replaced by the continuation and this puts back. Then the lookup of
+ * translated code (emit_lookup's, with BMI2, as the return cache needs). */
+__attribute__((naked)) void xlat_ret_miss_routine(void)
+{
+	__asm__ volatile("mov %%r11, -8(%%rsp)\n\t"
+			 "mov %%rdx, %%gs:%c[sc]\n\t"
+			 "mov %%r11, %%rdx\n\t"
+			 "mov %%gs:%c[sa], %%r11\n\t"
+			 "mov %%rax, %%gs:%c[sa]\n\t"
+			 "rorx $16, %%rdx, %%rax\n\t"
+			 "lea (%%rax, %%rdx), %%eax\n\t"
+			 "movzwl %%ax, %%eax\n\t"
+			 "lea (, %%rax, 4), %%eax\n\t"
+			 "mov %%gs:%c[lookup], %%rcx\n\t"
+			 "lea (%%rcx, %%rax, 8), %%rax\n\t"
+			 "mov (%%rax), %%rcx\n\t"
+			 "lea (%%rcx, %%rdx), %%rcx\n\t"
+			 "jrcxz 1f\n\t"
+			 "lea 16(%%rax), %%rax\n\t"
+			 "mov (%%rax), %%rcx\n\t"
+			 "lea (%%rcx, %%rdx), %%rcx\n\t"
+			 "jrcxz 1f\n\t"
+			 "jmp xlat_miss_routine\n"
+			 "1:\n\t"
+			 "mov 8(%%rax), %%rax\n\t"
+			 "mov %%rax, %%gs:%c[jump]\n\t"
+			 "mov %%gs:%c[sa], %%rax\n\t"
+			 "mov %%gs:%c[sb], %%rcx\n\t"
+			 "mov %%gs:%c[sc], %%rdx\n\t"
+			 "jmp *%%gs:%c[jump]\n\t"
+			 :
+			 : CTX(lookup), CTX(jump), [sa] "i"(offsetof(struct xlat_ctx, spill) + 8 * XS_A),
+			   [sb] "i"(offsetof(struct xlat_ctx, spill) + 8 * XS_B),
+			   [sc] "i"(offsetof(struct xlat_ctx, spill) + 8 * XS_C));
+}

@@ -79,6 +79,14 @@ struct xlat_lookup {
 unsigned xlat_lookup_set(uint64_t t);
 extern bool xlat_bmi2;
 
+/* The return cache (docs/dbt-translator.md, "Returns"), with BMI2: per
+ * thread, indexed by the guest stack slot of a return address ((RSP >> 3)
+ * mod 65536), the host continuation of the CALL that pushed it. Translated
+ * CALLs are host CALLs, so the CPU's return predictor knows the
+ * continuation a translated RET then returns to; the continuation checks
+ * the guest address. Empty entries hold xlat_ret_miss_routine. */
+#define XLAT_RCACHE_ENTRIES 65536u
+
 /* Spill slots of translated code. */
 enum { XS_A, XS_B, XS_C, XS_COUNT };
 
@@ -107,6 +115,9 @@ struct xlat_ctx {
 	void *owner;
 	/* The guest's x87/SSE/AVX state while the runtime runs (XSAVE image). */
 	uint8_t *xsave;
+	const void *ret_miss_code; /* xlat_ret_miss_routine */
+	/* Indexed as gs:[((RSP >> 3) & 0xffff) * 8 + offsetof(rcache)]. */
+	uint64_t rcache[XLAT_RCACHE_ENTRIES];
 };
 
 /* ---- trampolines (trampoline.c) ---- */
@@ -119,6 +130,7 @@ void xlat_enter(struct xlat_ctx *ctx, const void *code);
 void xlat_exit_routine(void);
 void xlat_miss_routine(void);
 void xlat_signal_routine(void);
+void xlat_ret_miss_routine(void);
 extern const struct xlat_exit xlat_miss_exit, xlat_signal_exit;
 
 /* ---- the translator (codecache.c, translate.c) ---- */
