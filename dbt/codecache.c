@@ -107,57 +107,41 @@ static bool range_has_code(uint64_t first, uint64_t last)
 
 /* ---- lookup tables ---- */
 
-bool xlat_bmi2;
-
-unsigned xlat_lookup_set(uint64_t t)
+/* An empty entry holds a guest address that the entry never serves: below
+ * 65536 of neither its own set nor the set before (docs: "the lookup
+ * table"). */
+static uint64_t lookup_empty(unsigned i)
 {
-	return (unsigned)(xlat_bmi2 ? t + (t >> 16) : t) & (XLAT_LOOKUP_SETS - 1);
+	return -(uint64_t)(i ^ 0x8000);
 }
 
-/* An empty entry holds a guest address that cannot hash to it: below 65536,
- * an address is its own set. */
-static uint64_t lookup_empty(unsigned set)
-{
-	return -(uint64_t)(set ^ 1);
-}
-
-static void lookup_set_entry(struct xlat_lookup *l, unsigned set, uint64_t neg_guest, uint64_t host)
+static void lookup_set_entry(struct xlat_lookup *l, unsigned i, uint64_t neg_guest, uint64_t host)
 {
 	/* Only the owning thread fills its table; a flush from another thread
 	 * only ever makes an entry miss, so the entry is never seen half
 	 * written with a matching address. */
-	__atomic_store_n(&l->neg_guest, lookup_empty(set), __ATOMIC_RELAXED);
+	__atomic_store_n(&l->neg_guest, lookup_empty(i), __ATOMIC_RELAXED);
 	__atomic_store_n(&l->host, host, __ATOMIC_RELAXED);
 	__atomic_store_n(&l->neg_guest, neg_guest, __ATOMIC_RELEASE);
 }
 
 static void lookup_clear(struct xlat_lookup *table)
 {
-	for (unsigned i = 0; i < XLAT_LOOKUP_SETS * XLAT_LOOKUP_WAYS; i++) {
-		__atomic_store_n(&table[i].neg_guest, lookup_empty(i / XLAT_LOOKUP_WAYS), __ATOMIC_RELAXED);
+	for (unsigned i = 0; i < XLAT_LOOKUP_ENTRIES; i++) {
+		__atomic_store_n(&table[i].neg_guest, lookup_empty(i), __ATOMIC_RELAXED);
 		table[i].host = (uintptr_t)xlat_miss_routine;
 	}
 }
 
 void xlat_remember(struct xlat_ctx *ctx, uint64_t rip, const void *code)
 {
-	unsigned set = xlat_lookup_set(rip);
-	struct xlat_lookup *l = &ctx->lookup[set * XLAT_LOOKUP_WAYS];
-	/* The newest first: the older one moves to the second way. */
-	if (l[0].neg_guest != -rip && l[0].neg_guest != lookup_empty(set))
-		lookup_set_entry(&l[1], set, l[0].neg_guest, l[0].host);
-	lookup_set_entry(&l[0], set, -rip, (uintptr_t)code);
-}
-
-/* ---- return caches ---- */
-
-/* Every entry misses (a flush may free the code they continue at). Another
- * thread may be running: it then returns to a continuation of the old code,
- * which is kept (docs: "Invalidation"). */
-static void rcache_clear(struct xlat_ctx *ctx)
-{
-	for (unsigned i = 0; i < XLAT_RCACHE_ENTRIES; i++)
-		__atomic_store_n(&ctx->rcache[i], (uintptr_t)xlat_ret_miss_routine, __ATOMIC_RELAXED);
+	unsigned i = rip & (XLAT_LOOKUP_SETS - 1);
+	struct xlat_lookup *l = &ctx->lookup[i];
+	/* The newest in its own entry; the one it displaces goes to the next
+	 * entry, which the lookup probes second. */
+	if (l[0].neg_guest != -rip && l[0].neg_guest != lookup_empty(i))
+		lookup_set_entry(&l[1], i + 1, l[0].neg_guest, l[0].host);
+	lookup_set_entry(&l[0], i, -rip, (uintptr_t)code);
 }
 
 /* ---- flushing ---- */
@@ -177,10 +161,8 @@ static void flush_all(void)
 	}
 	memset(cc.pages, 0, PAGE_SET_SIZE * sizeof(*cc.pages));
 	cc.npages = 0;
-	for (struct xlat_ctx *c = cc.contexts; c; c = c->next) {
+	for (struct xlat_ctx *c = cc.contexts; c; c = c->next)
 		lookup_clear(c->lookup);
-		rcache_clear(c);
-	}
 	for (unsigned i = 0; i < cc.nzones; i++) {
 		cc.zones[i].nblocks = 0;
 		cc.zones[i].next = cc.zones[i].base;
@@ -431,7 +413,6 @@ int xlat_init(const struct xlat_env *env, const uint16_t *syscalls, size_t nsysc
 	cc.xsave_mask = ((uint64_t)hi << 32) | lo;
 	__cpuid_count(0xd, 0, a, b, c, d);
 	cc.xsave_size = b;
-	xlat_bmi2 = __get_cpuid_count(7, 0, &a, &b, &c, &d) && (b & (1u << 8));
 	return 0;
 }
 
@@ -440,7 +421,7 @@ int xlat_ctx_create(struct xlat_ctx **out, void *owner)
 	struct xlat_ctx *ctx = calloc(1, sizeof(*ctx));
 	if (!ctx)
 		return -ENOMEM;
-	ctx->lookup = malloc(XLAT_LOOKUP_SETS * XLAT_LOOKUP_WAYS * sizeof(*ctx->lookup));
+	ctx->lookup = malloc(XLAT_LOOKUP_ENTRIES * sizeof(*ctx->lookup));
 	ctx->xsave = aligned_alloc(64, (cc.xsave_size + 63) & ~63u);
 	if (!ctx->lookup || !ctx->xsave) {
 		free(ctx->lookup);
@@ -453,13 +434,11 @@ int xlat_ctx_create(struct xlat_ctx **out, void *owner)
 	__asm__ volatile("xsave64 (%0)" : : "r"(ctx->xsave), "a"((uint32_t)cc.xsave_mask),
 			 "d"((uint32_t)(cc.xsave_mask >> 32)) : "memory");
 	lookup_clear(ctx->lookup);
-	rcache_clear(ctx);
 	ctx->rflags = 0x202;
 	ctx->rflags_top = (uintptr_t)(&ctx->rflags + 1);
 	ctx->sysfilter = cc.sysfilter;
 	ctx->exit_code = (const void *)xlat_exit_routine;
 	ctx->miss_code = (const void *)xlat_miss_routine;
-	ctx->ret_miss_code = (const void *)xlat_ret_miss_routine;
 	ctx->self = ctx;
 	ctx->xsave_mask = cc.xsave_mask;
 	ctx->owner = owner;

@@ -270,25 +270,19 @@ static void emit_push_imm64(struct emit *e, uint64_t v)
 }
 
 /* The inline lookup: RDX holds the guest target, the guest's RAX, RCX and
- * RDX are in the spill slots. A hit in either way of the target's set jumps
- * to the host code with everything restored; a miss goes to
+ * RDX are in the spill slots. A hit in the target's entry or the next one
+ * jumps to the host code with everything restored; a miss goes to
  * xlat_miss_routine. */
 static void emit_lookup(struct emit *e)
 {
-	if (xlat_bmi2) {
-		emit_bytes(e, "\xc4\xe3\xfb\xf0\xc2\x10", 6); /* rorx rax, rdx, 16 */
-		emit_bytes(e, "\x8d\x04\x10", 3);		    /* lea eax, [rax + rdx] */
-		emit_bytes(e, "\x0f\xb7\xc0", 3);		    /* movzx eax, ax */
-	} else {
-		emit_bytes(e, "\x0f\xb7\xc2", 3); /* movzx eax, dx */
-	}
-	emit_bytes(e, "\x8d\x04\x85\0\0\0\0", 7); /* lea eax, [rax * 4] */
+	emit_bytes(e, "\x0f\xb7\xc2", 3);     /* movzx eax, dx */
+	emit_bytes(e, "\x48\x8d\x04\x00", 4); /* lea rax, [rax + rax] */
 	emit_load_ctx(e, XR_RCX, CTX_OFF(lookup));
-	emit_bytes(e, "\x48\x8d\x04\xc1", 4); /* lea rax, [rcx + rax * 8]: the set, 32 bytes */
-	emit_bytes(e, "\x48\x8b\x08", 3);     /* mov rcx, [rax]: -guest of way 0 */
+	emit_bytes(e, "\x48\x8d\x04\xc1", 4); /* lea rax, [rcx + rax * 8] */
+	emit_bytes(e, "\x48\x8b\x08", 3);     /* mov rcx, [rax]: -guest */
 	emit_bytes(e, "\x48\x8d\x0c\x11", 4); /* lea rcx, [rcx + rdx] */
 	emit_bytes(e, "\xe3\x15", 2);	      /* jrcxz hit */
-	emit_bytes(e, "\x48\x8d\x40\x10", 4); /* lea rax, [rax + 16]: way 1 */
+	emit_bytes(e, "\x48\x8d\x40\x10", 4); /* lea rax, [rax + 16]: the next entry */
 	emit_bytes(e, "\x48\x8b\x08", 3);     /* mov rcx, [rax] */
 	emit_bytes(e, "\x48\x8d\x0c\x11", 4); /* lea rcx, [rcx + rdx] */
 	emit_bytes(e, "\xe3\x08", 2);	      /* jrcxz hit */
@@ -306,86 +300,6 @@ static void emit_spill_lookup_regs(struct emit *e)
 	emit_store_ctx(e, CTX_SPILL(XS_A), XR_RAX);
 	emit_store_ctx(e, CTX_SPILL(XS_B), XR_RCX);
 	emit_store_ctx(e, CTX_SPILL(XS_C), XR_RDX);
-}
-
-/* ---- the return cache (BMI2 hosts) ---- */
-
-/* RCX = the return-cache index of the guest stack slot at RSP. */
-static void emit_rcache_index(struct emit *e)
-{
-	emit_bytes(e, "\xc4\xe3\xfb\xf0\xcc\x03", 6); /* rorx rcx, rsp, 3 */
-	emit_bytes(e, "\x0f\xb7\xc9", 3);		    /* movzx ecx, cx */
-}
-
-/* A CALL: a host CALL pushes the continuation (the CPU's return predictor
- * records it), the guest return address next replaces it on the guest
- * stack and the return cache entry of that stack slot gets the
- * continuation. The continuation is reached by a translated RET with R11 =
- * the guest target, the guest's R11 and RCX spilled (registers a return
- * leaves dead in ABI code, unlike RAX and RDX, so their reloads rarely
- * delay anything) and the word at RSP - 8 replaced: when the target is next
- * it puts everything back and jumps to next's translation, else it goes to
- * xlat_ret_miss_routine. The CALL goes on after the code this emits (its
- * target). An indirect CALL has RAX and RCX spilled already for its lookup;
- * a direct one spills R11 and RCX. */
-static void emit_rcache_call(struct tblock *t, uint64_t next, bool indirect)
-{
-	struct emit *e = &t->e;
-
-	emit_u8(e, 0xe8); /* call enter */
-	int32_t *call = (int32_t *)e->p;
-	emit_u32(e, 0);
-	uint8_t *cont = e->p;
-	if (-next == (uint64_t)(int64_t)(int32_t)-next) {
-		emit_bytes(e, "\x49\x8d\x8b", 3); /* lea rcx, [r11 - next] */
-		emit_u32(e, (uint32_t)-next);
-	} else {
-		emit_mov_imm(e, XR_RCX, -next);
-		emit_bytes(e, "\x49\x8d\x0c\x0b", 4); /* lea rcx, [r11 + rcx] */
-	}
-	emit_bytes(e, "\xe3\x08", 2); /* jrcxz hit */
-	emit_jmp_ctx(e, CTX_OFF(ret_miss_code));
-	emit_bytes(e, "\x4c\x89\x5c\x24\xf8", 5); /* hit: mov [rsp - 8], r11 */
-	emit_load_ctx(e, XR_R11, CTX_SPILL(XS_A));
-	emit_load_ctx(e, XR_RCX, CTX_SPILL(XS_B));
-	exit_jmp(t, next, XEXIT_BRANCH, true);
-	if (!e->full) /* enter: */
-		rel32_set(call, e->p);
-	/* Whole-word stores: the RET's loads of them must not wait for a
-	 * failed store-to-load forwarding (of two halves into one load). */
-	int v = indirect ? XR_RAX : XR_R11;
-	uint8_t rex = v & 8 ? 0x4c : 0x48, reg = (uint8_t)((v & 7) << 3);
-	if (!indirect) {
-		emit_store_ctx(e, CTX_SPILL(XS_A), XR_R11);
-		emit_store_ctx(e, CTX_SPILL(XS_B), XR_RCX);
-	}
-	emit_mov_imm(e, v, next);
-	emit_bytes(e, (uint8_t[]){rex, 0x89, (uint8_t)(reg | 4), 0x24}, 4); /* mov [rsp], v */
-	emit_rcache_index(e);
-	emit_bytes(e, (uint8_t[]){rex, 0x8d, (uint8_t)(reg | 5)}, 3); /* lea v, [rip + cont] */
-	emit_u32(e, (uint32_t)(cont - (e->p + 4)));
-	emit_bytes(e, (uint8_t[]){0x65, rex, 0x89, (uint8_t)(reg | 4), 0xcd}, 5); /* mov gs:[rcx * 8 + rcache], v */
-	emit_u32(e, CTX_OFF(rcache));
-	if (!indirect) {
-		emit_load_ctx(e, XR_R11, CTX_SPILL(XS_A));
-		emit_load_ctx(e, XR_RCX, CTX_SPILL(XS_B));
-	}
-}
-
-/* RET: the guest return address becomes the host continuation the return
- * cache has for its stack slot, and a host RET (predicted) goes there.
- * RET imm takes the lookup: a continuation puts back the word at RSP - 8
- * only. */
-static void emit_rcache_ret(struct emit *e)
-{
-	emit_store_ctx(e, CTX_SPILL(XS_A), XR_R11);
-	emit_store_ctx(e, CTX_SPILL(XS_B), XR_RCX);
-	emit_load(e, XR_R11, XR_RSP, 0); /* the guest target, read first as RET does */
-	emit_rcache_index(e);
-	emit_bytes(e, "\x65\x48\x8b\x0c\xcd", 5); /* mov rcx, gs:[rcx * 8 + rcache] */
-	emit_u32(e, CTX_OFF(rcache));
-	emit_bytes(e, "\x48\x89\x0c\x24", 4); /* mov [rsp], rcx */
-	emit_u8(e, 0xc3);			  /* ret */
 }
 
 /* RDX = the target of an indirect JMP or CALL (operand 0), read before
@@ -453,27 +367,17 @@ static int translate_branch(struct tblock *t, const ZydisDecodedInstruction *in,
 		return 1;
 	case ZYDIS_MNEMONIC_CALL:
 		if (relative) {
-			if (xlat_bmi2)
-				emit_rcache_call(t, next, false);
-			else
-				emit_push_imm64(e, next);
+			emit_push_imm64(e, next);
 			exit_jmp(t, target, XEXIT_BRANCH, true);
 			return 1;
 		}
 		emit_spill_lookup_regs(e);
 		if (!emit_indirect_target(e, &ops[0], next))
 			return -1;
-		if (xlat_bmi2)
-			emit_rcache_call(t, next, true);
-		else
-			emit_push_imm64(e, next);
+		emit_push_imm64(e, next);
 		emit_lookup(e);
 		return 1;
 	case ZYDIS_MNEMONIC_RET:
-		if (xlat_bmi2 && !in->operand_count_visible) {
-			emit_rcache_ret(e);
-			return 1;
-		}
 		emit_spill_lookup_regs(e);
 		emit_load(e, XR_RDX, XR_RSP, 0);
 		emit_lea(e, XR_RSP, XR_RSP, -1, 1, 8 + (in->operand_count_visible ? (int32_t)ops[0].imm.value.u : 0));

@@ -69,23 +69,12 @@ struct xlat_lookup {
 	uint64_t neg_guest;
 	uint64_t host;
 };
-/* The table is 2-way set associative: XLAT_LOOKUP_SETS sets of two entries,
- * the most recently remembered first. */
-#define XLAT_LOOKUP_BITS 16
-#define XLAT_LOOKUP_SETS (1u << XLAT_LOOKUP_BITS)
-#define XLAT_LOOKUP_WAYS 2
-/* The set of a guest address: (t + (t >> 16)) mod 2^16 where the host has
- * BMI2 (RORX computes it without touching the flags), else t mod 2^16. */
-unsigned xlat_lookup_set(uint64_t t);
-extern bool xlat_bmi2;
-
-/* The return cache (docs/dbt-translator.md, "Returns"), with BMI2: per
- * thread, indexed by the guest stack slot of a return address ((RSP >> 3)
- * mod 65536), the host continuation of the CALL that pushed it. Translated
- * CALLs are host CALLs, so the CPU's return predictor knows the
- * continuation a translated RET then returns to; the continuation checks
- * the guest address. Empty entries hold xlat_ret_miss_routine. */
-#define XLAT_RCACHE_ENTRIES 65536u
+/* Indexed by the target's low 16 bits (MOVZX); a target is looked up in its
+ * own entry, then in the next one, where the run loop moves the entry it
+ * displaces (one more entry at the end serves the last). */
+#define XLAT_LOOKUP_BITS    16
+#define XLAT_LOOKUP_SETS    (1u << XLAT_LOOKUP_BITS)
+#define XLAT_LOOKUP_ENTRIES (XLAT_LOOKUP_SETS + 1)
 
 /* Spill slots of translated code. */
 enum { XS_A, XS_B, XS_C, XS_COUNT };
@@ -115,9 +104,6 @@ struct xlat_ctx {
 	void *owner;
 	/* The guest's x87/SSE/AVX state while the runtime runs (XSAVE image). */
 	uint8_t *xsave;
-	const void *ret_miss_code; /* xlat_ret_miss_routine */
-	/* Indexed as gs:[((RSP >> 3) & 0xffff) * 8 + offsetof(rcache)]. */
-	uint64_t rcache[XLAT_RCACHE_ENTRIES];
 };
 
 /* ---- trampolines (trampoline.c) ---- */
@@ -130,7 +116,6 @@ void xlat_enter(struct xlat_ctx *ctx, const void *code);
 void xlat_exit_routine(void);
 void xlat_miss_routine(void);
 void xlat_signal_routine(void);
-void xlat_ret_miss_routine(void);
 extern const struct xlat_exit xlat_miss_exit, xlat_signal_exit;
 
 /* ---- the translator (codecache.c, translate.c) ---- */
