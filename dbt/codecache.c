@@ -9,6 +9,7 @@
  * docs/dbt-translator.md, "Code cache".
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -56,6 +57,7 @@ static struct {
 	/* Every stub chained since the last flush (xlat_unlink). */
 	struct xlat_exit **chained;
 	unsigned nchained;
+	FILE *perf_map; /* VIREO_PERF_MAP: /tmp/perf-PID.map, for perf report */
 } cc = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 struct xlat_stats xlat_stats;
@@ -110,23 +112,41 @@ bool xlat_page_has_code(uint64_t addr)
 
 /* ---- lookup tables ---- */
 
-/* An empty entry holds a guest address that cannot hash to it. */
+/* An empty entry holds a guest address that the entry never serves: below
+ * 65536 of neither its own set nor the set before (docs: "the lookup
+ * table"). */
+static uint64_t lookup_empty(unsigned i)
+{
+	return -(uint64_t)(i ^ 0x8000);
+}
+
+static void lookup_set_entry(struct xlat_lookup *l, unsigned i, uint64_t neg_guest, uint64_t host)
+{
+	/* Only the owning thread fills its table; a flush from another thread
+	 * only ever makes an entry miss, so the entry is never seen half
+	 * written with a matching address. */
+	__atomic_store_n(&l->neg_guest, lookup_empty(i), __ATOMIC_RELAXED);
+	__atomic_store_n(&l->host, host, __ATOMIC_RELAXED);
+	__atomic_store_n(&l->neg_guest, neg_guest, __ATOMIC_RELEASE);
+}
+
 static void lookup_clear(struct xlat_lookup *table)
 {
-	for (unsigned i = 0; i < XLAT_LOOKUP_SIZE; i++) {
-		__atomic_store_n(&table[i].neg_guest, -(uint64_t)(i ^ 1), __ATOMIC_RELAXED);
+	for (unsigned i = 0; i < XLAT_LOOKUP_ENTRIES; i++) {
+		__atomic_store_n(&table[i].neg_guest, lookup_empty(i), __ATOMIC_RELAXED);
 		table[i].host = (uintptr_t)xlat_miss_routine;
 	}
 }
 
 void xlat_remember(struct xlat_ctx *ctx, uint64_t rip, const void *code)
 {
-	struct xlat_lookup *l = &ctx->lookup[rip & (XLAT_LOOKUP_SIZE - 1)];
-	/* Only this thread fills its table; a flush from another thread only
-	 * ever makes an entry miss. */
-	__atomic_store_n(&l->neg_guest, -(uint64_t)((rip & 0xffff) ^ 1), __ATOMIC_RELAXED);
-	__atomic_store_n(&l->host, (uintptr_t)code, __ATOMIC_RELAXED);
-	__atomic_store_n(&l->neg_guest, -rip, __ATOMIC_RELEASE);
+	unsigned i = rip & (XLAT_LOOKUP_SETS - 1);
+	struct xlat_lookup *l = &ctx->lookup[i];
+	/* The newest in its own entry; the one it displaces goes to the next
+	 * entry, which the lookup probes second. */
+	if (l[0].neg_guest != -rip && l[0].neg_guest != lookup_empty(i))
+		lookup_set_entry(&l[1], i + 1, l[0].neg_guest, l[0].host);
+	lookup_set_entry(&l[0], i, -rip, (uintptr_t)code);
 }
 
 /* ---- flushing ---- */
@@ -510,6 +530,8 @@ static struct xlat_block *translate_block(uint64_t rip, int *err)
 		page_hold(p0 + 1, false);
 		xlat_stats.blocks++;
 		xlat_stats.bytes += (uint64_t)n;
+		if (cc.perf_map)
+			fprintf(cc.perf_map, "%lx %x guest_%lx\n", (unsigned long)(uintptr_t)b->code, n, (unsigned long)rip);
 		return b;
 	}
 	*err = -ENOMEM;
@@ -550,6 +572,13 @@ int xlat_init(const struct xlat_env *env, const uint16_t *syscalls, size_t nsysc
 	unsigned a, b, c, d;
 
 	cc.env = *env;
+	if (getenv("VIREO_PERF_MAP")) {
+		char path[64];
+		snprintf(path, sizeof(path), "/tmp/perf-%d.map", (int)getpid());
+		cc.perf_map = fopen(path, "w");
+		if (cc.perf_map)
+			setvbuf(cc.perf_map, NULL, _IOLBF, 0);
+	}
 	for (size_t i = 0; i < nsyscalls; i++)
 		cc.sysfilter[syscalls[i]] = 1;
 	cc.pages = calloc(PAGE_SET_SIZE, sizeof(*cc.pages));
@@ -573,7 +602,7 @@ int xlat_ctx_create(struct xlat_ctx **out, void *owner)
 	struct xlat_ctx *ctx = calloc(1, sizeof(*ctx));
 	if (!ctx)
 		return -ENOMEM;
-	ctx->lookup = malloc(XLAT_LOOKUP_SIZE * sizeof(*ctx->lookup));
+	ctx->lookup = malloc(XLAT_LOOKUP_ENTRIES * sizeof(*ctx->lookup));
 	ctx->xsave = aligned_alloc(64, (cc.xsave_size + 63) & ~63u);
 	if (!ctx->lookup || !ctx->xsave) {
 		free(ctx->lookup);

@@ -288,8 +288,9 @@ static void emit_push_imm64(struct emit *e, uint64_t v)
 }
 
 /* The inline lookup: RDX holds the guest target, the guest's RAX, RCX and
- * RDX are in the spill slots. A hit jumps to the host code with everything
- * restored; a miss goes to xlat_miss_routine. */
+ * RDX are in the spill slots. A hit in the target's entry or the next one
+ * jumps to the host code with everything restored; a miss goes to
+ * xlat_miss_routine. */
 static void emit_lookup(struct emit *e)
 {
 	emit_bytes(e, "\x0f\xb7\xc2", 3);     /* movzx eax, dx */
@@ -297,6 +298,10 @@ static void emit_lookup(struct emit *e)
 	emit_load_ctx(e, XR_RCX, CTX_OFF(lookup));
 	emit_bytes(e, "\x48\x8d\x04\xc1", 4); /* lea rax, [rcx + rax * 8] */
 	emit_bytes(e, "\x48\x8b\x08", 3);     /* mov rcx, [rax]: -guest */
+	emit_bytes(e, "\x48\x8d\x0c\x11", 4); /* lea rcx, [rcx + rdx] */
+	emit_bytes(e, "\xe3\x15", 2);	      /* jrcxz hit */
+	emit_bytes(e, "\x48\x8d\x40\x10", 4); /* lea rax, [rax + 16]: the next entry */
+	emit_bytes(e, "\x48\x8b\x08", 3);     /* mov rcx, [rax] */
 	emit_bytes(e, "\x48\x8d\x0c\x11", 4); /* lea rcx, [rcx + rdx] */
 	emit_bytes(e, "\xe3\x08", 2);	      /* jrcxz hit */
 	emit_jmp_ctx(e, CTX_OFF(miss_code));  /* 8 bytes */

@@ -69,8 +69,12 @@ struct xlat_lookup {
 	uint64_t neg_guest;
 	uint64_t host;
 };
-#define XLAT_LOOKUP_BITS 16 /* indexed by the target's low 16 bits (MOVZX) */
-#define XLAT_LOOKUP_SIZE (1u << XLAT_LOOKUP_BITS)
+/* Indexed by the target's low 16 bits (MOVZX); a target is looked up in its
+ * own entry, then in the next one, where the run loop moves the entry it
+ * displaces (one more entry at the end serves the last). */
+#define XLAT_LOOKUP_BITS    16
+#define XLAT_LOOKUP_SETS    (1u << XLAT_LOOKUP_BITS)
+#define XLAT_LOOKUP_ENTRIES (XLAT_LOOKUP_SETS + 1)
 
 /* Spill slots of translated code. */
 enum { XS_A, XS_B, XS_C, XS_COUNT };
