@@ -178,13 +178,15 @@ static void flush_all(void)
 	__atomic_add_fetch(&xlat_flush_gen, 1, __ATOMIC_RELEASE);
 }
 
-/* The lookup entry of b, in every thread's table, misses from now on. */
+/* The lookup entries of b, in every thread's table, miss from now on: its
+ * own entry and the next, where a displaced entry goes. */
 static void lookup_forget(const struct xlat_block *b)
 {
-	unsigned i = b->rip & (XLAT_LOOKUP_SIZE - 1);
+	unsigned first = b->rip & (XLAT_LOOKUP_SETS - 1);
 	for (struct xlat_ctx *c = cc.contexts; c; c = c->next)
-		if (__atomic_load_n(&c->lookup[i].neg_guest, __ATOMIC_RELAXED) == -b->rip)
-			__atomic_store_n(&c->lookup[i].neg_guest, -(uint64_t)(i ^ 1), __ATOMIC_RELEASE);
+		for (unsigned i = first; i <= first + 1; i++)
+			if (__atomic_load_n(&c->lookup[i].neg_guest, __ATOMIC_RELAXED) == -b->rip)
+				__atomic_store_n(&c->lookup[i].neg_guest, lookup_empty(i), __ATOMIC_RELEASE);
 }
 
 static bool dead_code(const struct xlat_block *const *dead, size_t n, uint64_t addr, bool inside)
