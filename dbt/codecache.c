@@ -33,6 +33,9 @@ struct code_page {
 
 struct zone {
 	uint8_t *base, *next, *end;
+	/* The epoch a flush retired it at (0: in use): it is reused once
+	 * every thread has been quiescent since (zone_reclaim). */
+	uint64_t retired;
 	/* Its blocks in code order (for host PC -> block). */
 	struct xlat_block **blocks;
 	size_t nblocks, cap;
@@ -51,14 +54,17 @@ static struct {
 	unsigned npages;
 	uint8_t sysfilter[1u << 16];
 	struct xlat_ctx *contexts;
-	unsigned nthreads;
 	uint32_t xsave_size;
 	uint64_t xsave_mask;
 	/* Every stub chained since the last flush (xlat_unlink). */
 	struct xlat_exit **chained;
 	unsigned nchained;
+	/* Reclamation: bumped by every flush; each context publishes the
+	 * epoch it was last quiescent at (docs: "Reusing code memory"). */
+	uint64_t epoch;
+	uint64_t dead_bytes; /* code of blocks invalidated since the last flush */
 	FILE *perf_map; /* VIREO_PERF_MAP: /tmp/perf-PID.map, for perf report */
-} cc = {.lock = PTHREAD_MUTEX_INITIALIZER};
+} cc = {.lock = PTHREAD_MUTEX_INITIALIZER, .epoch = 1};
 
 struct xlat_stats xlat_stats;
 
@@ -90,15 +96,18 @@ static struct xlat_block **page_link(struct xlat_block *b, uint64_t page)
 	return &b->pnext[(b->rip >> 12) == page ? 0 : 1];
 }
 
-static void page_unlink(struct code_page *p, uint64_t page, struct xlat_block *b)
+/* Takes b out of the page's list; true when the list is now empty. The
+ * caller gives write access back (code_page false) only once nothing can
+ * reach b any more: out of the hash, the lookup tables and every chain
+ * (docs: "Invalidation"). */
+static bool page_unlink(struct code_page *p, uint64_t page, struct xlat_block *b)
 {
 	for (struct xlat_block **pp = &p->blocks; *pp; pp = page_link(*pp, page))
 		if (*pp == b) {
 			*pp = *page_link(b, page);
 			break;
 		}
-	if (!p->blocks && cc.env.code_page)
-		cc.env.code_page(cc.env.opaque, page << 12, false);
+	return !p->blocks;
 }
 
 bool xlat_page_has_code(uint64_t addr)
@@ -108,6 +117,14 @@ bool xlat_page_has_code(uint64_t addr)
 	bool has = p && p->blocks;
 	pthread_mutex_unlock(&cc.lock);
 	return has;
+}
+
+/* The guest may write page pg again if no block is made from it. */
+static void page_release(uint64_t pg)
+{
+	struct code_page *p = page_find(pg, false);
+	if ((!p || !p->blocks) && cc.env.code_page)
+		cc.env.code_page(cc.env.opaque, pg << 12, false);
 }
 
 /* ---- lookup tables ---- */
@@ -138,6 +155,11 @@ static void lookup_clear(struct xlat_lookup *table)
 	}
 }
 
+void xlat_quiesce(struct xlat_ctx *ctx)
+{
+	__atomic_store_n(&ctx->quiet, XLAT_QUIET_OUT, __ATOMIC_RELEASE);
+}
+
 void xlat_remember(struct xlat_ctx *ctx, uint64_t rip, const void *code)
 {
 	unsigned i = rip & (XLAT_LOOKUP_SETS - 1);
@@ -151,29 +173,50 @@ void xlat_remember(struct xlat_ctx *ctx, uint64_t rip, const void *code)
 
 /* ---- flushing ---- */
 
-/* Drops every translation. Other threads may be running translated code:
- * then the zones are abandoned, not reused (docs: "Invalidation"). */
-static void flush_all(void)
+static void unchain(struct xlat_exit *x)
 {
+	__atomic_store_n(&x->slot, x->unchained, __ATOMIC_RELEASE);
+	if (x->patch)
+		rel32_set(x->patch, (const void *)(uintptr_t)(x->unchained - 6)); /* the stub */
+}
+
+/* Every chained branch back to its stub. With the lock held (flushes,
+ * invalidation) or from a signal handler (xlat_unlink): an append that
+ * races the reset keeps the list a superset of the chained stubs. */
+static void unchain_all(void)
+{
+	unsigned n = __atomic_load_n(&cc.nchained, __ATOMIC_ACQUIRE);
+	for (unsigned i = 0; i < n; i++)
+		unchain(cc.chained[i]);
+	__atomic_compare_exchange_n(&cc.nchained, &n, 0, false, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED);
+}
+
+/* Drops every translation. Threads may be running translated code: nothing
+ * reaches it any more (hash, lookup tables and chains emptied, so they
+ * exit at their next block end), and its zones are retired, reused once
+ * every thread was quiescent since (zone_reclaim). self: the calling
+ * thread's context when it is in the runtime (quiescent), else NULL. */
+static void flush_all(struct xlat_ctx *self)
+{
+	memset(cc.hash, 0, sizeof(cc.hash));
+	for (struct xlat_ctx *c = cc.contexts; c; c = c->next)
+		lookup_clear(c->lookup);
+	unchain_all();
+	__atomic_store_n(&cc.nchained, 0, __ATOMIC_RELEASE);
+	uint64_t epoch = ++cc.epoch;
+	for (unsigned i = 0; i < cc.nzones; i++)
+		if (!cc.zones[i].retired && cc.zones[i].next != cc.zones[i].base)
+			cc.zones[i].retired = epoch;
+	if (self)
+		__atomic_store_n(&self->quiet, epoch, __ATOMIC_RELEASE);
+	cc.dead_bytes = 0;
+	/* Write access back last: a thread that writes a page and jumps
+	 * to it finds nothing stale. */
 	for (unsigned i = 0; i < PAGE_SET_SIZE; i++)
 		if (cc.pages[i].blocks && cc.env.code_page)
 			cc.env.code_page(cc.env.opaque, (cc.pages[i].page1 - 1) << 12, false);
-	memset(cc.hash, 0, sizeof(cc.hash));
 	memset(cc.pages, 0, PAGE_SET_SIZE * sizeof(*cc.pages));
 	cc.npages = 0;
-	for (struct xlat_ctx *c = cc.contexts; c; c = c->next)
-		lookup_clear(c->lookup);
-	for (unsigned i = 0; i < cc.nzones; i++) {
-		/* Signal handlers of other threads may still be looking at
-		 * these blocks: with several threads they are not freed. */
-		for (size_t k = 0; k < cc.zones[i].nblocks && cc.nthreads <= 1; k++)
-			free(cc.zones[i].blocks[k]);
-		cc.zones[i].nblocks = 0;
-		cc.zones[i].next = cc.zones[i].base;
-	}
-	if (cc.nthreads > 1)
-		cc.nzones = 0; /* abandoned, not reused: see the comment above */
-	__atomic_store_n(&cc.nchained, 0, __ATOMIC_RELEASE);
 	xlat_stats.flushes++;
 	__atomic_add_fetch(&xlat_flush_gen, 1, __ATOMIC_RELEASE);
 }
@@ -212,27 +255,27 @@ static int by_code(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-/* Chained branches into the dead blocks go back to their stubs; stubs that
- * are themselves in dead blocks leave the list. Other threads may be running
+/* Chained branches into the dead blocks, and out of them, go back to their
+ * stubs (a thread inside a dead block, even one looping on itself, leaves
+ * at its end), and leave the list. Other threads may be running
  * them: each store is atomic, and the dead code stays until its zone is
- * reused (flush_all), so a thread inside finishes its block and exits. */
+ * reclaimed after a flush, so a thread inside finishes its block and exits. */
 static void unchain_dead(struct xlat_block **dead, size_t n)
 {
 	qsort(dead, n, sizeof(*dead), by_code);
 	unsigned k = 0, total = cc.nchained;
 	for (unsigned i = 0; i < total; i++) {
 		struct xlat_exit *x = cc.chained[i];
-		if (dead_code((const struct xlat_block *const *)dead, n, (uintptr_t)x, true))
-			continue;
-		if (dead_code((const struct xlat_block *const *)dead, n, x->slot, false)) {
-			__atomic_store_n(&x->slot, x->unchained, __ATOMIC_RELEASE);
-			if (x->patch)
-				rel32_set(x->patch, (const void *)(uintptr_t)(x->unchained - 6)); /* the stub */
+		if (dead_code((const struct xlat_block *const *)dead, n, (uintptr_t)x, true) ||
+		    dead_code((const struct xlat_block *const *)dead, n, x->slot, false)) {
+			unchain(x);
 			continue;
 		}
 		cc.chained[k++] = x;
 	}
 	__atomic_store_n(&cc.nchained, k, __ATOMIC_RELEASE);
+	for (size_t i = 0; i < n; i++)
+		cc.dead_bytes += dead[i]->size;
 }
 
 static void hash_remove(struct xlat_block *b)
@@ -247,8 +290,31 @@ static void hash_remove(struct xlat_block *b)
 struct dead_list {
 	struct xlat_block **b;
 	size_t n, cap;
+	uint64_t *emptied; /* pages left without blocks: writable again at the end */
+	size_t nemptied, capemptied;
 	bool failed;
 };
+
+static bool grow(void **array, size_t *cap, size_t n, size_t size)
+{
+	if (n < *cap)
+		return true;
+	size_t c = *cap ? *cap * 2 : 64;
+	void *a = realloc(*array, c * size);
+	if (!a)
+		return false;
+	*array = a;
+	*cap = c;
+	return true;
+}
+
+static void page_emptied(struct dead_list *d, uint64_t pg)
+{
+	if (!grow((void **)&d->emptied, &d->capemptied, d->nemptied, sizeof(*d->emptied)))
+		d->failed = true;
+	else
+		d->emptied[d->nemptied++] = pg;
+}
 
 /* Drops the blocks made from page pg into d; false when it held none. */
 static bool invalidate_page(uint64_t pg, struct dead_list *d)
@@ -259,19 +325,14 @@ static bool invalidate_page(uint64_t pg, struct dead_list *d)
 	while (p->blocks && !d->failed) {
 		struct xlat_block *b = p->blocks;
 		uint64_t other = (b->rip >> 12) == pg ? (b->end - 1) >> 12 : b->rip >> 12;
-		if (d->n == d->cap) {
-			size_t cap = d->cap ? d->cap * 2 : 64;
-			struct xlat_block **nb = realloc(d->b, cap * sizeof(*nb));
-			if (!nb) {
-				d->failed = true;
-				break;
-			}
-			d->b = nb;
-			d->cap = cap;
+		if (!grow((void **)&d->b, &d->cap, d->n, sizeof(*d->b))) {
+			d->failed = true;
+			break;
 		}
-		page_unlink(p, pg, b);
-		if (other != pg)
-			page_unlink(page_find(other, false), other, b);
+		if (page_unlink(p, pg, b))
+			page_emptied(d, pg);
+		if (other != pg && page_unlink(page_find(other, false), other, b))
+			page_emptied(d, other);
 		hash_remove(b);
 		lookup_forget(b);
 		b->dead = true;
@@ -300,12 +361,19 @@ unsigned xlat_invalidate(uint64_t addr, uint64_t len)
 		for (uint64_t pg = first; pg <= last && cc.npages; pg++)
 			pages += invalidate_page(pg, &d);
 	}
-	if (d.failed)
-		flush_all(); /* out of memory: the big hammer */
-	else if (d.n)
+	if (d.failed) {
+		flush_all(NULL); /* out of memory: the big hammer */
+	} else if (d.n) {
 		unchain_dead(d.b, d.n);
+	}
+	/* Only now, with the dead blocks unreachable from the hash, every
+	 * lookup table and every chain, may the guest write the pages again:
+	 * a thread that writes one and then jumps to it finds no stale code. */
+	for (size_t i = 0; i < d.nemptied && !d.failed; i++)
+		page_release(d.emptied[i]);
 	pthread_mutex_unlock(&cc.lock);
 	free(d.b);
+	free(d.emptied);
 	return pages;
 }
 
@@ -316,36 +384,99 @@ static uint64_t distance(uint64_t a, uint64_t b)
 	return a > b ? a - b : b - a;
 }
 
-/* A zone near rip with room for a block, or any zone with room. */
+/* Has every thread been quiescent since epoch (or is it out of translated
+ * code, quiet = XLAT_QUIET_OUT)? */
+static bool all_quiet_since(uint64_t epoch)
+{
+	for (struct xlat_ctx *c = cc.contexts; c; c = c->next)
+		if (__atomic_load_n(&c->quiet, __ATOMIC_ACQUIRE) < epoch)
+			return false;
+	return true;
+}
+
+/* Retired zones no thread can be in any more become empty zones. Their
+ * blocks are freed: a signal handler looks only at the zone its own thread
+ * runs in, and no thread runs in these. */
+static void zone_reclaim(void)
+{
+	for (unsigned i = 0; i < cc.nzones; i++) {
+		struct zone *z = &cc.zones[i];
+		if (!z->retired || !all_quiet_since(z->retired))
+			continue;
+		size_t n = z->nblocks;
+		__atomic_store_n(&z->nblocks, 0, __ATOMIC_RELEASE);
+		for (size_t k = 0; k < n; k++)
+			free(z->blocks[k]);
+		z->next = z->base;
+		z->retired = 0;
+		xlat_stats.reclaimed++;
+	}
+}
+
+/* The slot a new zone goes in: a free one, a reclaimed zone far from where
+ * it is wanted (unmapped), or, when threads still pin every zone (one
+ * blocked in a system call it made from translated code), the oldest
+ * retired zone, abandoned: its memory stays mapped (docs). */
+static struct zone *zone_slot(void)
+{
+	struct zone *z = NULL;
+	if (cc.nzones < ZONE_MAX)
+		return &cc.zones[cc.nzones];
+	for (unsigned i = 0; i < cc.nzones; i++)
+		if (!cc.zones[i].retired && cc.zones[i].next == cc.zones[i].base) {
+			munmap(cc.zones[i].base, ZONE_SIZE);
+			cc.zones[i].base = NULL;
+			return &cc.zones[i];
+		}
+	for (unsigned i = 0; i < cc.nzones; i++)
+		if (cc.zones[i].retired && (!z || cc.zones[i].retired < z->retired))
+			z = &cc.zones[i];
+	if (z) {
+		*z = (struct zone){0}; /* its block array too: handlers may read it */
+		xlat_stats.abandoned++;
+	}
+	return z;
+}
+
+/* A zone near rip with room for a block, else a new one near rip, else
+ * any with room; NULL when the cache should rather be flushed: no room, or
+ * more than half the code is dead (invalidated), which a flush gives back. */
 static struct zone *zone_for(uint64_t rip)
 {
 	struct zone *any = NULL;
+	uint64_t used = 0;
+	zone_reclaim();
 	for (unsigned i = 0; i < cc.nzones; i++) {
 		struct zone *z = &cc.zones[i];
+		if (z->retired)
+			continue;
+		used += (uint64_t)(z->next - z->base);
 		if (z->end - z->next < 65536)
 			continue;
 		if (distance((uintptr_t)z->base, rip) < ZONE_REACH)
 			return z;
 		any = z;
 	}
-	if (cc.nzones < ZONE_MAX) {
-		/* Below the guest code (its heap grows above it), or above it
-		 * where low addresses leave no room. */
-		uint64_t hint = rip > (1ull << 32) ? ((rip - (256ull << 20)) & ~(ZONE_SIZE - 1))
-						   : ((rip + (1ull << 30)) & ~(ZONE_SIZE - 1));
-		void *p = mmap((void *)(uintptr_t)hint, ZONE_SIZE, PROT_READ | PROT_WRITE | PROT_EXEC,
-			       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-		if (p != MAP_FAILED) {
-			struct zone *z = &cc.zones[cc.nzones];
-			free(z->blocks);
-			*z = (struct zone){.base = p, .next = p};
-			__atomic_store_n(&cc.nzones, cc.nzones + 1, __ATOMIC_RELEASE);
-			z->end = z->base + ZONE_SIZE;
-			if (distance((uintptr_t)p, rip) < ZONE_REACH || !any)
-				return z;
-		}
-	}
-	return any;
+	if (cc.dead_bytes * 2 > used)
+		return NULL;
+	struct zone *z = zone_slot();
+	if (!z)
+		return any;
+	/* Below the guest code (its heap grows above it), or above it where
+	 * low addresses leave no room. */
+	uint64_t hint = rip > (1ull << 32) ? ((rip - (256ull << 20)) & ~(ZONE_SIZE - 1))
+					   : ((rip + (1ull << 30)) & ~(ZONE_SIZE - 1));
+	void *p = mmap((void *)(uintptr_t)hint, ZONE_SIZE, PROT_READ | PROT_WRITE | PROT_EXEC,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (p == MAP_FAILED)
+		return any;
+	z->base = z->next = p;
+	z->end = z->base + ZONE_SIZE;
+	z->retired = 0;
+	z->nblocks = 0;
+	if (z == &cc.zones[cc.nzones])
+		__atomic_store_n(&cc.nzones, cc.nzones + 1, __ATOMIC_RELEASE);
+	return z;
 }
 
 static int zone_grow(struct zone *z)
@@ -429,14 +560,7 @@ int xlat_spilled_reg(uint64_t pc)
 
 void xlat_unlink(struct xlat_ctx *ctx)
 {
-	unsigned n = __atomic_load_n(&cc.nchained, __ATOMIC_ACQUIRE);
-	for (unsigned i = 0; i < n; i++) {
-		struct xlat_exit *x = cc.chained[i];
-		__atomic_store_n(&x->slot, x->unchained, __ATOMIC_RELEASE);
-		if (x->patch)
-			rel32_set(x->patch, (const void *)(uintptr_t)(x->unchained - 6)); /* the stub */
-	}
-	__atomic_store_n(&cc.nchained, 0, __ATOMIC_RELEASE);
+	unchain_all();
 	lookup_clear(ctx->lookup);
 }
 
@@ -470,12 +594,12 @@ static void page_hold(uint64_t pg, bool hold)
 		cc.env.code_page(cc.env.opaque, pg << 12, hold);
 }
 
-static struct xlat_block *translate_block(uint64_t rip, int *err)
+static struct xlat_block *translate_block(struct xlat_ctx *ctx, uint64_t rip, int *err)
 {
 	for (int attempt = 0; attempt < 3; attempt++) {
 		struct zone *z = zone_for(rip);
 		if (!z) {
-			flush_all();
+			flush_all(ctx);
 			continue;
 		}
 		uint64_t end;
@@ -519,7 +643,9 @@ static struct xlat_block *translate_block(uint64_t rip, int *err)
 			hash_remove(b);
 			z->nblocks--;
 			free(b);
-			flush_all();
+			flush_all(ctx);
+			page_hold(rip >> 12, false);
+			page_hold((rip >> 12) + 1, false);
 			continue;
 		}
 		b->pnext[0] = cp0->blocks;
@@ -542,13 +668,26 @@ static struct xlat_block *translate_block(uint64_t rip, int *err)
 
 unsigned xlat_flush_gen;
 
+/* Is the stub x in a block still alive (not invalidated since it exited)? */
+static bool stub_alive(const struct xlat_exit *x)
+{
+	uint32_t k;
+	const struct xlat_block *b = block_at((uintptr_t)x, &k);
+	return b && !b->dead;
+}
+
 const void *xlat_code_for(struct xlat_ctx *ctx, uint64_t rip, const struct xlat_exit *from, unsigned gen, int *err)
 {
 	pthread_mutex_lock(&cc.lock);
+	/* The thread is in the runtime: quiescent. from, the stub it left
+	 * through, is only chained when no flush came since (gen), so it may
+	 * be in a zone retired before now. */
+	__atomic_store_n(&ctx->quiet, cc.epoch, __ATOMIC_RELEASE);
 	struct xlat_block *b = find_block(rip);
 	if (!b)
-		b = translate_block(rip, err);
-	if (b && from && from->kind == XEXIT_BRANCH && gen == xlat_flush_gen && cc.nchained < CHAINED_MAX) {
+		b = translate_block(ctx, rip, err);
+	if (b && from && from->kind == XEXIT_BRANCH && gen == xlat_flush_gen && cc.nchained < CHAINED_MAX &&
+	    stub_alive(from)) {
 		/* Chain: the stub's slot always reaches; the branch itself
 		 * where the target is within 2 GiB. */
 		struct xlat_exit *x = (struct xlat_exit *)from;
@@ -631,9 +770,9 @@ int xlat_ctx_create(struct xlat_ctx **out, void *owner)
 		return err;
 	}
 	pthread_mutex_lock(&cc.lock);
+	ctx->quiet = cc.epoch;
 	ctx->next = cc.contexts;
 	cc.contexts = ctx;
-	cc.nthreads++;
 	pthread_mutex_unlock(&cc.lock);
 	*out = ctx;
 	return 0;
@@ -645,7 +784,6 @@ void xlat_ctx_destroy(struct xlat_ctx *ctx)
 	for (struct xlat_ctx **p = &cc.contexts; *p; p = &(*p)->next) {
 		if (*p == ctx) {
 			*p = ctx->next;
-			cc.nthreads--;
 			break;
 		}
 	}
@@ -660,7 +798,6 @@ void xlat_after_fork(struct xlat_ctx *ctx)
 	pthread_mutex_init(&cc.lock, NULL);
 	ctx->next = NULL;
 	cc.contexts = ctx;
-	cc.nthreads = 1;
 }
 
 void xlat_ctx_copy_fpu(struct xlat_ctx *dst, const struct xlat_ctx *src)

@@ -104,7 +104,13 @@ struct xlat_ctx {
 	void *owner;
 	/* The guest's x87/SSE/AVX state while the runtime runs (XSAVE image). */
 	uint8_t *xsave;
+	/* The cache's epoch when the thread was last quiescent (outside
+	 * translated code, holding nothing in it), or XLAT_QUIET_OUT while it
+	 * is in the runtime for long (a system call it exited for): code
+	 * retired before then may be reused. */
+	uint64_t quiet;
 };
+#define XLAT_QUIET_OUT UINT64_MAX
 
 /* ---- trampolines (trampoline.c) ---- */
 
@@ -148,6 +154,10 @@ void xlat_after_fork(struct xlat_ctx *ctx);
  * (xlat_flush_gen read before entering translated code). */
 const void *xlat_code_for(struct xlat_ctx *ctx, uint64_t rip, const struct xlat_exit *from, unsigned gen, int *err);
 extern unsigned xlat_flush_gen;
+/* ctx's thread is in the runtime and holds no pointer into the code cache
+ * (no stub to chain) until its next xlat_code_for: code memory retired
+ * meanwhile may be reused without waiting for it. */
+void xlat_quiesce(struct xlat_ctx *ctx);
 /* Remembers in ctx's lookup table that guest rip runs at code. */
 void xlat_remember(struct xlat_ctx *ctx, uint64_t rip, const void *code);
 /* Guest memory [addr, addr + len) changed or was unmapped: drops the
@@ -178,6 +188,7 @@ uint64_t xlat_xsave_mask(void);
 /* Counters, for VIREO_XLAT_STATS. */
 struct xlat_stats {
 	uint64_t blocks, insns, bytes, chained, flushes, misses, exits, invalidated;
+	uint64_t reclaimed, abandoned; /* zones reused after a flush, and given up */
 };
 extern struct xlat_stats xlat_stats;
 

@@ -116,6 +116,7 @@ _Noreturn void user_loop(struct user_thread *t)
 			break;
 		case XEXIT_SYSCALL:
 			ctx->rip = x->target;
+			xlat_quiesce(ctx); /* it may block: code retired meanwhile is reused */
 			user_syscall(t);
 			break;
 		case XEXIT_SIGNAL: ctx->rip = ctx->target; break;
