@@ -23,6 +23,7 @@
 #define ZONE_SIZE  (64ull << 20)
 #define ZONE_MAX   16
 #define ZONE_REACH (1ull << 30) /* a zone serves guest code this near */
+#define DEAD_MAX   (4ull << 20) /* invalidated code kept before a flush */
 #define HASH_SIZE  (1u << 16)
 #define PAGE_SET_SIZE (1u << 16)
 
@@ -446,11 +447,14 @@ static struct zone *zone_for(uint64_t rip)
 	struct zone *any = NULL;
 	uint64_t used = 0;
 	zone_reclaim();
+	for (unsigned i = 0; i < cc.nzones; i++)
+		used += cc.zones[i].retired ? 0 : (uint64_t)(cc.zones[i].next - cc.zones[i].base);
+	if (cc.dead_bytes > DEAD_MAX && cc.dead_bytes * 2 > used)
+		return NULL; /* a JIT rewriting its code: memory stays bounded */
 	for (unsigned i = 0; i < cc.nzones; i++) {
 		struct zone *z = &cc.zones[i];
 		if (z->retired)
 			continue;
-		used += (uint64_t)(z->next - z->base);
 		if (z->end - z->next < 65536)
 			continue;
 		if (distance((uintptr_t)z->base, rip) < ZONE_REACH)

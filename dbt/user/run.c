@@ -59,10 +59,11 @@ static void print_stats(void)
 {
 	fprintf(stderr,
 		"vireo user: %lu blocks, %lu instructions, %lu bytes of code, %lu chained, %lu misses, %lu exits, "
-		"%lu flushes\n",
+		"%lu flushes, %lu zones reused, %lu abandoned\n",
 		(unsigned long)xlat_stats.blocks, (unsigned long)xlat_stats.insns, (unsigned long)xlat_stats.bytes,
 		(unsigned long)xlat_stats.chained, (unsigned long)xlat_stats.misses, (unsigned long)xlat_stats.exits,
-		(unsigned long)xlat_stats.flushes);
+		(unsigned long)xlat_stats.flushes, (unsigned long)xlat_stats.reclaimed,
+		(unsigned long)xlat_stats.abandoned);
 }
 
 static bool stats_wanted;

@@ -121,6 +121,9 @@ for name, argv, stdin in others:
 for name in ("user-signals", "user-jit", "user-threads", "user-interp", "user-smc"):
     if name in progs:
         cases.append((name[5:], [progs[name]], b""))
+if "user-smc" in progs:  # threads patching one page, a handoff, 200 rounds; a JIT that flushes
+    for mode in ("threads", "jit"):
+        cases.append((f"smc-{mode}", [progs["user-smc"], mode], b""))
 if "user-faults" in progs:
     for mode in ("unmapped", "noexec", "ud2", "div0", "smash", "null", "none"):
         cases.append((f"faults-{mode}", [progs["user-faults"], mode], b""))
