@@ -170,6 +170,8 @@ static int vfork_main(void *arg)
 	struct user_thread *t = req->child;
 
 	user_syscall6(SYS_arch_prctl, ARCH_SET_GS, (long)t->ctx, 0, 0, 0, 0);
+	user_set_current(t);
+	user_set_mask(t, t->mask); /* the parent blocked every signal for the clone */
 	t->tid = (int)user_syscall6(SYS_gettid, 0, 0, 0, 0, 0, 0);
 	if (req->flags & CLONE_CHILD_SETTID)
 		user_write((void *)(uintptr_t)req->ctid, &t->tid, sizeof(t->tid));
@@ -205,10 +207,15 @@ static long new_vfork(struct user_thread *t, uint64_t flags, uint64_t newsp, uin
 	child_state(c->ctx, t->ctx, flags, newsp, tls);
 	struct vfork_request req = {c, flags, ctid};
 	int host_flags = CLONE_VM | CLONE_VFORK | (int)(flags & CSIGNAL);
+	/* No signal handler runs in this thread until it is current again. */
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
 	pid_t pid = clone(vfork_main, (uint8_t *)stack + THREAD_STACK, host_flags, &req);
+	r = pid < 0 ? -errno : pid;
 	/* The child has exec'd or exited: it ran with this thread's TLS. */
 	user_set_current(t);
-	r = pid < 0 ? -errno : pid;
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (pid > 0 && (flags & CLONE_PARENT_SETTID))
 		user_write((void *)(uintptr_t)ptid, &pid, sizeof(pid));
 out:

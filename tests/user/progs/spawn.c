@@ -20,7 +20,13 @@
 
 extern char **environ;
 
-static volatile int shared;
+static volatile int shared, alarms;
+
+static void on_alarm(int sig)
+{
+	(void)sig;
+	alarms++;
+}
 
 static int wait_status(pid_t pid)
 {
@@ -38,7 +44,10 @@ static int clone_child(void *arg)
 
 int main(void)
 {
-	/* The child writes, late: the parent runs only after it exits. */
+	/* The child writes, late: the parent runs only after it exits. A
+	 * signal sent to the parent meanwhile is handled when it resumes. */
+	signal(SIGALRM, on_alarm);
+	ualarm(20 * 1000, 0);
 	pid_t pid = vfork();
 	if (pid == 0) {
 		struct timespec ts = {0, 50 * 1000 * 1000};
@@ -46,7 +55,7 @@ int main(void)
 		shared = 42;
 		_exit(3);
 	}
-	printf("vfork: shared %d before wait\n", shared);
+	printf("vfork: shared %d before wait, alarms %d\n", shared, alarms);
 	printf("vfork: status %d\n", wait_status(pid));
 
 	/* vfork + execve, output through a pipe. */
