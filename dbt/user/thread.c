@@ -35,6 +35,16 @@
 
 #define THREAD_STACK (1u << 20) /* the runtime's stack in a guest thread or vfork child */
 
+/* AddressSanitizer's poison of a vfork child's stack frames outlives the
+ * child: cleared before the stack is unmapped, since the next one may be
+ * mapped at the same address. */
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#define STACK_UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION(p, n)
+#else
+#define STACK_UNPOISON(p, n) ((void)(p), (void)(n))
+#endif
+
 /* The guest threads of this process still running; the last one to exit
  * gives the process its exit status, as natively. */
 static int live_threads = 1;
@@ -219,8 +229,10 @@ static long new_vfork(struct user_thread *t, uint64_t flags, uint64_t newsp, uin
 	if (pid > 0 && (flags & CLONE_PARENT_SETTID))
 		user_write((void *)(uintptr_t)ptid, &pid, sizeof(pid));
 out:
-	if (stack != MAP_FAILED)
+	if (stack != MAP_FAILED) {
+		STACK_UNPOISON(stack, THREAD_STACK);
 		munmap(stack, THREAD_STACK);
+	}
 	free(c->actions);
 	thread_free(c);
 	return r;
