@@ -214,6 +214,7 @@ static long new_vfork(struct user_thread *t, uint64_t flags, uint64_t newsp, uin
 		goto out;
 	c->vfork_child = true;
 	c->mask = t->mask;
+	c->altstack = t->altstack; /* kept by CLONE_VFORK, as the kernel does */
 	child_state(c->ctx, t->ctx, flags, newsp, tls);
 	struct vfork_request req = {c, flags, ctid};
 	int host_flags = CLONE_VM | CLONE_VFORK | (int)(flags & CSIGNAL);
