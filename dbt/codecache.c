@@ -742,6 +742,11 @@ int xlat_init(const struct xlat_env *env, const uint16_t *syscalls, size_t nsysc
 	return 0;
 }
 
+void xlat_filter_syscall(unsigned nr)
+{
+	__atomic_store_n(&cc.sysfilter[nr & 0xffff], 1, __ATOMIC_RELAXED);
+}
+
 int xlat_ctx_create(struct xlat_ctx **out, void *owner)
 {
 	struct xlat_ctx *ctx = calloc(1, sizeof(*ctx));

@@ -140,6 +140,8 @@ struct xlat_env {
 /* Sets up the code cache and the syscall filter (numbers below 65536 the
  * front end wants to see; others pass to the host). */
 int xlat_init(const struct xlat_env *env, const uint16_t *syscalls, size_t nsyscalls);
+/* Makes SYSCALL of nr (below 65536) exit to the front end from now on. */
+void xlat_filter_syscall(unsigned nr);
 /* A context for the calling thread: allocates it, points GS at it. */
 int xlat_ctx_create(struct xlat_ctx **out, void *owner);
 void xlat_ctx_destroy(struct xlat_ctx *ctx);

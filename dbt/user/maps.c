@@ -130,8 +130,41 @@ void user_maps_code_page(void *opaque, uint64_t page, bool code)
 {
 	(void)opaque;
 	int prot = user_maps_prot(page);
-	if ((prot & PROT_WRITE) && (prot & PROT_EXEC)) /* no code comes from other pages */
+	if ((prot & PROT_WRITE) && (prot & PROT_EXEC)) { /* no code comes from other pages */
 		mprotect((void *)(uintptr_t)page, 4096, code ? prot & ~PROT_WRITE : prot);
+		if (code)
+			user_sysbuf_enable();
+	}
+}
+
+unsigned user_maps_unprotect(uint64_t addr, uint64_t len)
+{
+	uint64_t end = addr + len;
+	unsigned n = 0;
+
+	if (!len || end < addr)
+		return 0;
+	addr &= ~4095ull;
+	while (addr < end) {
+		/* One writable and executable range at a time: the lock is not
+		 * held while translations are dropped. */
+		uint64_t lo = 0, hi = 0;
+		pthread_mutex_lock(&maps.lock);
+		for (size_t i = 0; i < maps.n; i++) {
+			const struct range *r = &maps.r[i];
+			if (r->end > addr && r->start < end && (r->prot & PROT_WRITE) && (r->prot & PROT_EXEC)) {
+				lo = r->start > addr ? r->start : addr;
+				hi = r->end < end ? r->end : end;
+				break;
+			}
+		}
+		pthread_mutex_unlock(&maps.lock);
+		if (lo == hi)
+			break;
+		n += xlat_invalidate(lo, hi - lo);
+		addr = hi;
+	}
+	return n;
 }
 
 bool user_smc_fault(uint64_t addr)

@@ -81,13 +81,17 @@ struct user_thread *user_current_thread(void)
 	return current;
 }
 
+void user_set_current(struct user_thread *t)
+{
+	current = t;
+}
+
 _Noreturn void user_loop(struct user_thread *t)
 {
 	struct xlat_ctx *ctx = t->ctx;
 	const struct xlat_exit *from = NULL;
 	unsigned gen = __atomic_load_n(&xlat_flush_gen, __ATOMIC_ACQUIRE);
 
-	user_signal_thread_init();
 	current = t;
 	for (;;) {
 		int err = 0;
@@ -202,7 +206,6 @@ int user_run(const struct user_options *given)
 	struct xlat_env env = {.fetchable = user_maps_fetchable, .code_page = user_maps_code_page};
 	if ((err = xlat_init(&env, user_syscalls, user_syscall_count)) < 0)
 		return fail(opt, err, "cannot start the translator");
-	user_signal_init();
 	if ((err = user_elf_load(opt->path, &img, &why)) < 0)
 		return fail(opt, err, why);
 	user_maps_add_vdso();
@@ -213,6 +216,7 @@ int user_run(const struct user_options *given)
 	if ((err = xlat_ctx_create(&main_thread.ctx, &main_thread)) < 0)
 		return fail(opt, err, "cannot create a translator context");
 	main_thread.tid = (int)user_syscall6(SYS_gettid, 0, 0, 0, 0, 0, 0);
+	user_signal_init(&main_thread);
 	struct xlat_ctx *ctx = main_thread.ctx;
 	/* The registers as Linux's start_thread leaves them: zero but RSP;
 	 * RDX 0 (no function for atexit). */

@@ -3,9 +3,13 @@
  * SIG_DFL and SIG_IGN as they are and, for a guest handler, host_signal(),
  * which records the signal and gets its thread back to the run loop, which
  * builds a Linux rt_sigframe on the guest stack and enters the guest handler
- * (translated like all guest code). The guest's signal mask is the host
- * thread's mask (rt_sigprocmask passes through), so blocked signals wait in
- * the kernel as natively. docs/dbt-translator.md, "Signals".
+ * (translated like all guest code). The guest's signal mask is kept here
+ * and given to the host thread but for SIGSEGV, SIGBUS and SIGTRAP, which
+ * vireo's own faults need (write-protected code, the interpreter, stepping):
+ * other blocked signals wait in the kernel as natively, those three in the
+ * thread (deferred) until the guest unblocks them, and a fault the guest
+ * blocks is its death as the kernel forces it. docs/dbt-translator.md,
+ * "Signals".
  */
 #include <errno.h>
 #include <signal.h>
@@ -20,10 +24,10 @@
 #include "dbt/translator.h"
 #include "dbt/user/user.h"
 
-#define NSIG_GUEST  64
-#define ALTSTACK    (64u << 10)
-#define MAGIC1	    0x46505853u /* FP_XSTATE_MAGIC1 */
-#define MAGIC2	    0x46505845u
+#define NSIG_GUEST 64
+#define ALTSTACK   (64u << 10)
+#define MAGIC1	   0x46505853u /* FP_XSTATE_MAGIC1 */
+#define MAGIC2	   0x46505845u
 
 /* The kernel's struct sigaction (rt_sigaction's layout). */
 struct guest_action {
@@ -51,14 +55,23 @@ struct guest_frame {
 	siginfo_t info;
 };
 
-#define SA_RESTORER_FLAG 0x04000000u /* the kernel's SA_RESTORER */
-#define SS_AUTODISARM_FLAG (1u << 31)
-#define UC_FP_XSTATE 1
-#define UC_SIGCONTEXT_SS 2
+#define SA_RESTORER_FLAG     0x04000000u /* the kernel's SA_RESTORER */
+#define SS_AUTODISARM_FLAG   (1u << 31)
+#define UC_FP_XSTATE	     1
+#define UC_SIGCONTEXT_SS     2
 #define UC_STRICT_RESTORE_SS 4
 
-static struct guest_action actions[NSIG_GUEST + 1];
+struct user_actions {
+	struct guest_action a[NSIG_GUEST + 1];
+};
+
+/* The process's (a vfork child has a copy), under actions_lock. */
+static struct user_actions process_actions;
 static pthread_mutex_t actions_lock = PTHREAD_MUTEX_INITIALIZER;
+
+#define BIT(sig) (1ull << ((sig)-1))
+/* Never blocked on the host: vireo's own faults. */
+#define HOST_UNBLOCKED (BIT(SIGSEGV) | BIT(SIGBUS) | BIT(SIGTRAP))
 
 static bool is_fault(int sig)
 {
@@ -72,10 +85,20 @@ static bool always_caught(int sig)
 	return sig == SIGSEGV || sig == SIGBUS || sig == SIGTRAP;
 }
 
-/* Does the guest have a handler for sig (async-signal-safe)? */
-static bool guest_handles(int sig)
+static struct guest_action *actions_of(struct user_thread *t)
 {
-	uint64_t h = __atomic_load_n(&actions[sig].handler, __ATOMIC_RELAXED);
+	return t ? t->actions->a : process_actions.a;
+}
+
+static uint64_t handler_of(struct user_thread *t, int sig)
+{
+	return __atomic_load_n(&actions_of(t)[sig].handler, __ATOMIC_RELAXED);
+}
+
+/* Does the guest have a handler for sig (async-signal-safe)? */
+static bool guest_handles(struct user_thread *t, int sig)
+{
+	uint64_t h = handler_of(t, sig);
 	return h != (uint64_t)(uintptr_t)SIG_DFL && h != (uint64_t)(uintptr_t)SIG_IGN;
 }
 
@@ -108,6 +131,8 @@ static uint64_t syscall_site(const uint8_t *at, bool *before)
 /* ucontext's index of each register, in encoding order. */
 static const int greg_of[16] = {REG_RAX, REG_RCX, REG_RDX, REG_RBX, REG_RSP, REG_RBP, REG_RSI, REG_RDI,
 				REG_R8,	 REG_R9,  REG_R10, REG_R11, REG_R12, REG_R13, REG_R14, REG_R15};
+
+static int host_disposition(int sig, const struct guest_action *a);
 
 /* A write fault on a page holding translations (user_smc_fault). Another
  * thread may have dropped them first, or hold the page while it translates
@@ -171,11 +196,19 @@ static void host_signal(int sig, siginfo_t *info, void *ucv)
 		t->interp_faulted = true;
 		dbt_user_host_fault(t->interp, (uintptr_t)info->si_addr);
 	}
-	if (always_caught(sig) && !guest_handles(sig)) {
-		if (info->si_code > 0 ||
-		    __atomic_load_n(&actions[sig].handler, __ATOMIC_RELAXED) == (uint64_t)(uintptr_t)SIG_DFL)
+	if (always_caught(sig) && info->si_code > 0 && (!guest_handles(t, sig) || (t->mask & BIT(sig))))
+		user_die(sig); /* a fault the guest cannot take: the kernel forces the default */
+	if (always_caught(sig) && info->si_code <= 0) { /* sent */
+		uint64_t h = handler_of(t, sig);
+		if (h == (uint64_t)(uintptr_t)SIG_IGN)
+			goto out;
+		if (t->mask & BIT(sig)) {
+			t->pending_info[sig] = *info;
+			__atomic_or_fetch(&t->deferred, BIT(sig), __ATOMIC_SEQ_CST);
+			goto out;
+		}
+		if (h == (uint64_t)(uintptr_t)SIG_DFL)
 			user_die(sig);
-		goto out; /* ignored */
 	}
 	if (is_fault(sig) && info->si_code > 0) {
 		/* Raised by an instruction: the guest's, if it ran in the
@@ -215,11 +248,87 @@ out:
 }
 
 /* Host handlers run on their own stack: the guest's may be anything. */
-void user_signal_thread_init(void)
+void user_signal_thread_init(struct user_thread *t)
 {
 	stack_t ss = {.ss_sp = malloc(ALTSTACK), .ss_size = ALTSTACK};
-	if (ss.ss_sp)
-		sigaltstack(&ss, NULL);
+	if (ss.ss_sp && sigaltstack(&ss, NULL) == 0)
+		t->host_altstack = ss.ss_sp;
+	else
+		free(ss.ss_sp);
+}
+
+void user_signal_thread_fini(struct user_thread *t)
+{
+	stack_t ss = {.ss_flags = SS_DISABLE};
+	sigaltstack(&ss, NULL);
+	free(t->host_altstack);
+	t->host_altstack = NULL;
+}
+
+struct user_actions *user_actions_copy(const struct user_actions *a)
+{
+	struct user_actions *c = malloc(sizeof(*c));
+	if (c) {
+		pthread_mutex_lock(&actions_lock);
+		*c = *a;
+		pthread_mutex_unlock(&actions_lock);
+	}
+	return c;
+}
+
+void user_set_mask(struct user_thread *t, uint64_t mask)
+{
+	mask &= ~(BIT(SIGKILL) | BIT(SIGSTOP));
+	t->mask = mask;
+	uint64_t host = mask & ~HOST_UNBLOCKED;
+	user_syscall6(SYS_rt_sigprocmask, SIG_SETMASK, (long)&host, 0, 8, 0, 0);
+	uint64_t now = __atomic_load_n(&t->deferred, __ATOMIC_SEQ_CST) & ~mask;
+	if (now) { /* sent while blocked, due now */
+		__atomic_and_fetch(&t->deferred, ~now, __ATOMIC_SEQ_CST);
+		__atomic_or_fetch(&t->pending, now, __ATOMIC_SEQ_CST);
+	}
+}
+
+/* As the kernel: the new mask is set before the old one is written. */
+long user_rt_sigprocmask(struct user_thread *t, int how, uint64_t set, uint64_t oset, uint64_t size)
+{
+	uint64_t old = t->mask, m;
+
+	if (size != 8)
+		return -EINVAL;
+	if (set) {
+		if (user_read(&m, set, sizeof(m)) < 0)
+			return -EFAULT;
+		switch (how) {
+		case SIG_BLOCK: m |= old; break;
+		case SIG_UNBLOCK: m = old & ~m; break;
+		case SIG_SETMASK: break;
+		default: return -EINVAL;
+		}
+		user_set_mask(t, m);
+	}
+	if (oset && user_write((void *)(uintptr_t)oset, &old, sizeof(old)) < 0)
+		return -EFAULT;
+	return 0;
+}
+
+void user_signal_exec(struct user_thread *t, bool before)
+{
+	pthread_mutex_lock(&actions_lock);
+	for (int sig = 1; sig <= NSIG_GUEST; sig++) {
+		if (!always_caught(sig) || t->actions->a[sig].handler != (uint64_t)(uintptr_t)SIG_IGN)
+			continue;
+		struct sigaction ign = {.sa_handler = SIG_IGN};
+		if (before)
+			sigaction(sig, &ign, NULL);
+		else
+			host_disposition(sig, &t->actions->a[sig]);
+	}
+	pthread_mutex_unlock(&actions_lock);
+	if (before)
+		user_syscall6(SYS_rt_sigprocmask, SIG_SETMASK, (long)&t->mask, 0, 8, 0, 0);
+	else
+		user_set_mask(t, t->mask);
 }
 
 static int host_disposition(int sig, const struct guest_action *a)
@@ -237,26 +346,38 @@ static int host_disposition(int sig, const struct guest_action *a)
 	return sigaction(sig, &sa, NULL) < 0 ? -errno : 0;
 }
 
-void user_signal_init(void)
+/* The main thread: dispositions and mask are what execve left (ignored
+ * signals stay ignored), the host handler is installed for vireo's faults. */
+void user_signal_init(struct user_thread *t)
 {
-	host_disposition(SIGSEGV, &actions[SIGSEGV]);
-	host_disposition(SIGBUS, &actions[SIGBUS]);
-	host_disposition(SIGTRAP, &actions[SIGTRAP]);
+	uint64_t mask = 0;
+
+	t->actions = &process_actions;
+	for (int sig = 1; sig <= NSIG_GUEST; sig++) {
+		struct sigaction old;
+		if (sigaction(sig, NULL, &old) == 0 && old.sa_handler == SIG_IGN)
+			process_actions.a[sig].handler = (uint64_t)(uintptr_t)SIG_IGN;
+	}
+	host_disposition(SIGSEGV, &process_actions.a[SIGSEGV]);
+	host_disposition(SIGBUS, &process_actions.a[SIGBUS]);
+	host_disposition(SIGTRAP, &process_actions.a[SIGTRAP]);
+	user_syscall6(SYS_rt_sigprocmask, SIG_BLOCK, 0, (long)&mask, 8, 0, 0);
+	user_set_mask(t, mask);
+	user_signal_thread_init(t);
 }
 
 void user_raise_fault(struct user_thread *t, const siginfo_t *info)
 {
 	int sig = info->si_signo;
-	sigset_t blocked;
-	pthread_sigmask(SIG_BLOCK, NULL, &blocked);
-	if (!guest_handles(sig) || sigismember(&blocked, sig))
+	if (!guest_handles(t, sig) || (t->mask & BIT(sig)))
 		user_die(sig); /* the kernel forces the default action */
 	t->pending_info[sig] = *info;
 	__atomic_or_fetch(&t->pending, 1ull << (sig - 1), __ATOMIC_SEQ_CST);
 }
 
-long user_rt_sigaction(int sig, uint64_t act, uint64_t oact, uint64_t size)
+long user_rt_sigaction(struct user_thread *t, int sig, uint64_t act, uint64_t oact, uint64_t size)
 {
+	struct guest_action *actions = t->actions->a;
 	struct guest_action a;
 	long r = 0;
 
@@ -326,7 +447,7 @@ void user_deliver_signals(struct user_thread *t)
 	while ((sig = next_pending(t)) != 0) {
 		__atomic_and_fetch(&t->pending, ~(1ull << (sig - 1)), __ATOMIC_SEQ_CST);
 		pthread_mutex_lock(&actions_lock);
-		struct guest_action a = actions[sig];
+		struct guest_action *actions = t->actions->a, a = actions[sig];
 		if (a.flags & SA_RESETHAND) {
 			actions[sig] = (struct guest_action){0};
 			host_disposition(sig, &actions[sig]);
@@ -348,8 +469,7 @@ void user_deliver_signals(struct user_thread *t)
 		uint64_t fp = (sp - xsize - 4) & ~63ull;
 		sp = ((fp - sizeof(struct guest_frame)) & ~15ull) - 8;
 
-		sigset_t old;
-		pthread_sigmask(SIG_BLOCK, NULL, &old);
+		uint64_t old = t->mask;
 		struct guest_frame f = {.pretcode = a.restorer, .info = t->pending_info[sig]};
 		uint64_t *g = ctx->gpr;
 		f.uc.flags = UC_FP_XSTATE | UC_SIGCONTEXT_SS | UC_STRICT_RESTORE_SS;
@@ -357,15 +477,18 @@ void user_deliver_signals(struct user_thread *t)
 		f.uc.ss_flags = t->altstack.ss_size ? (on_alt ? SS_ONSTACK : 0) : SS_DISABLE;
 		f.uc.ss_size = t->altstack.ss_size;
 		f.uc.mc = (struct guest_mcontext){
-		    g[XR_R8], g[XR_R9], g[XR_R10], g[XR_R11], g[XR_R12], g[XR_R13], g[XR_R14], g[XR_R15],
-		    g[XR_RDI], g[XR_RSI], g[XR_RBP], g[XR_RBX], g[XR_RDX], g[XR_RAX], g[XR_RCX], g[XR_RSP],
-		    ctx->rip, ctx->rflags, .cs = 0x33, .ss = 0x2b, .fpstate = fp,
+		    g[XR_R8],  g[XR_R9],  g[XR_R10], g[XR_R11],	  g[XR_R12],  g[XR_R13],  g[XR_R14],
+		    g[XR_R15], g[XR_RDI], g[XR_RSI], g[XR_RBP],	  g[XR_RBX],  g[XR_RDX],  g[XR_RAX],
+		    g[XR_RCX], g[XR_RSP], ctx->rip,  ctx->rflags, .cs = 0x33, .ss = 0x2b, .fpstate = fp,
 		};
 		if (is_fault(sig) && f.info.si_code > 0) {
-			f.uc.mc.trapno = sig == SIGSEGV || sig == SIGBUS ? 14 : sig == SIGFPE ? 0 : sig == SIGILL ? 6 : 3;
+			f.uc.mc.trapno = sig == SIGSEGV || sig == SIGBUS ? 14
+					 : sig == SIGFPE		 ? 0
+					 : sig == SIGILL		 ? 6
+									 : 3;
 			f.uc.mc.cr2 = (uintptr_t)f.info.si_addr;
 		}
-		memcpy(&f.uc.sigmask, &old, 8);
+		f.uc.sigmask = old;
 
 		/* The FPU image with its software bytes, as fpu__save_sig does. */
 		uint8_t *img = malloc(xsize + 4);
@@ -384,13 +507,7 @@ void user_deliver_signals(struct user_thread *t)
 		if (bad || !(a.flags & SA_RESTORER_FLAG))
 			user_die(SIGSEGV); /* the kernel's force_sigsegv */
 
-		sigset_t block = old;
-		for (int s = 1; s <= NSIG_GUEST; s++)
-			if (a.mask & (1ull << (s - 1)))
-				sigaddset(&block, s);
-		if (!(a.flags & SA_NODEFER))
-			sigaddset(&block, sig);
-		pthread_sigmask(SIG_SETMASK, &block, NULL);
+		user_set_mask(t, old | a.mask | (a.flags & SA_NODEFER ? 0 : BIT(sig)));
 		if (on_alt == false && (a.flags & SA_ONSTACK) && (t->altstack.ss_flags & SS_AUTODISARM_FLAG))
 			t->altstack.ss_size = 0;
 
@@ -432,12 +549,7 @@ void user_rt_sigreturn(struct user_thread *t)
 		}
 		free(img);
 	}
-	sigset_t set;
-	sigemptyset(&set);
-	memcpy(&set, &uc.sigmask, 8);
-	sigdelset(&set, SIGKILL);
-	sigdelset(&set, SIGSTOP);
-	pthread_sigmask(SIG_SETMASK, &set, NULL);
+	user_set_mask(t, uc.sigmask);
 	if (!(uc.ss_flags & SS_DISABLE) && uc.ss_size)
 		t->altstack = (stack_t){.ss_sp = (void *)(uintptr_t)uc.ss_sp, .ss_size = uc.ss_size};
 }

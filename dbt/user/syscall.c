@@ -3,7 +3,8 @@
  * SYSCALL itself, on the host (the inline filter in translate.c); these are
  * the ones whose meaning involves the translator: memory maps (what may
  * execute, translations to drop), the break, FS/GS bases, threads and
- * processes, exec, exit, signals, and /proc/self/exe.
+ * processes, exec, exit, signals, and /proc/self/exe (opened, stat'ed, read
+ * as a link or exec'd, it is the guest program, not vireo).
  */
 #include <asm/prctl.h>
 #include <errno.h>
@@ -22,10 +23,14 @@
 #include "dbt/user/user.h"
 
 const uint16_t user_syscalls[] = {
-    SYS_mmap,	    SYS_munmap,		SYS_mprotect, SYS_mremap,   SYS_brk,	  SYS_arch_prctl,
-    SYS_clone,	    SYS_clone3,		SYS_fork,     SYS_vfork,    SYS_execve,	  SYS_execveat,
-    SYS_exit,	    SYS_exit_group,	SYS_readlink, SYS_readlinkat, SYS_rseq,	  SYS_shmat,
-    SYS_shmdt,	    SYS_rt_sigaction,	SYS_rt_sigreturn, SYS_sigaltstack,
+    SYS_mmap,	      SYS_munmap,      SYS_mprotect,	   SYS_mremap,
+    SYS_brk,	      SYS_arch_prctl,  SYS_clone,	   SYS_clone3,
+    SYS_fork,	      SYS_vfork,       SYS_execve,	   SYS_execveat,
+    SYS_exit,	      SYS_exit_group,  SYS_readlink,	   SYS_readlinkat,
+    SYS_rseq,	      SYS_shmat,       SYS_shmdt,	   SYS_rt_sigaction,
+    SYS_rt_sigreturn, SYS_sigaltstack, SYS_rt_sigprocmask, SYS_set_tid_address,
+    SYS_open,	      SYS_openat,      SYS_openat2,	   SYS_stat,
+    SYS_newfstatat,   SYS_statx,
     /* Passed to the host, but from the run loop: a thread waiting in it
      * is quiescent, so it never holds up reusing code memory. */
     SYS_futex,
@@ -73,12 +78,30 @@ static long do_arch_prctl(struct xlat_ctx *ctx, uint64_t code, uint64_t addr)
 	}
 }
 
+/* The guest program when the guest's path names /proc/self/exe (the link
+ * is vireo's), else NULL: the guest's path is used as it is. */
+static const char *exe_link(uint64_t upath)
+{
+	char path[64], own[64];
+	if (user_read_string(path, sizeof(path), upath) < 0)
+		return NULL;
+	snprintf(own, sizeof(own), "/proc/%d/exe", getpid());
+	if (!strcmp(path, "/proc/self/exe") || !strcmp(path, "/proc/thread-self/exe") || !strcmp(path, own))
+		return user_exe_path;
+	return NULL;
+}
+
+/* A path argument: the guest's, or the guest program for /proc/self/exe. */
+static long path_arg(uint64_t upath)
+{
+	const char *exe = exe_link(upath);
+	return exe ? (long)(uintptr_t)exe : (long)upath;
+}
+
 /* readlink of /proc/self/exe names the guest program, not vireo. */
 static long do_readlink(int dirfd, uint64_t upath, char *buf, long size, long nr)
 {
-	char path[64], own[64];
-	snprintf(own, sizeof(own), "/proc/%d/exe", getpid());
-	if (user_read_string(path, sizeof(path), upath) == 0 && (!strcmp(path, "/proc/self/exe") || !strcmp(path, own))) {
+	if (exe_link(upath)) {
 		if (size <= 0)
 			return -EINVAL;
 		size_t n = strlen(user_exe_path);
@@ -93,14 +116,20 @@ static long do_readlink(int dirfd, uint64_t upath, char *buf, long size, long nr
 
 /* execve: the new program runs under vireo too. The kernel's own checks come
  * first, so a program that cannot run fails in the caller as natively. */
-static long do_execve(int dirfd, uint64_t upath, uint64_t uargv, uint64_t uenvp, int flags)
+static long do_execve(struct user_thread *t, int dirfd, uint64_t upath, uint64_t uargv, uint64_t uenvp, int flags)
 {
 	char path[PATH_MAX], full[PATH_MAX];
 	enum { ARGS_MAX = 4096 };
+	/* On the stack: a vfork child's heap is its parent's, and a successful
+	 * execve frees nothing. */
+	uint64_t args[ARGS_MAX + 1];
+	char *nargv[ARGS_MAX + 7];
 	long r;
 
 	if (user_read_string(path, sizeof(path), upath) < 0)
 		return -EFAULT;
+	if (exe_link(upath))
+		snprintf(path, sizeof(path), "%s", user_exe_path);
 	if (path[0] != '/' && dirfd != AT_FDCWD) {
 		char link[64];
 		snprintf(link, sizeof(link), "/proc/self/fd/%d", dirfd);
@@ -116,26 +145,18 @@ static long do_execve(int dirfd, uint64_t upath, uint64_t uargv, uint64_t uenvp,
 		return -EINVAL;
 	if (access(path, X_OK) < 0)
 		return -errno;
-	uint64_t *args = calloc(ARGS_MAX + 1, sizeof(*args));
-	char **nargv = calloc(ARGS_MAX + 7, sizeof(*nargv));
 	char argv0[PATH_MAX] = "";
 	size_t argc = 0;
-	r = -ENOMEM;
-	if (!args || !nargv)
-		goto out;
-	r = -EFAULT;
 	for (; uargv; argc++) {
-		if (argc == ARGS_MAX) {
-			r = -E2BIG;
-			goto out;
-		}
+		if (argc == ARGS_MAX)
+			return -E2BIG;
 		if (user_read(&args[argc], uargv + 8 * argc, 8) < 0)
-			goto out;
+			return -EFAULT;
 		if (!args[argc])
 			break;
 	}
 	if (argc && user_read_string(argv0, sizeof(argv0), args[0]) < 0)
-		goto out;
+		return -EFAULT;
 	size_t k = 0;
 	nargv[k++] = (char *)user_vireo_path;
 	nargv[k++] = "user";
@@ -145,10 +166,10 @@ static long do_execve(int dirfd, uint64_t upath, uint64_t uargv, uint64_t uenvp,
 	nargv[k++] = path;
 	for (size_t i = 1; i < argc; i++)
 		nargv[k++] = (char *)(uintptr_t)args[i]; /* the kernel checks these */
+	nargv[k] = NULL;
+	user_signal_exec(t, true);
 	r = user_syscall6(SYS_execve, (long)user_vireo_path, (long)nargv, (long)uenvp, 0, 0, 0);
-out:
-	free(args);
-	free(nargv);
+	user_signal_exec(t, false);
 	return r;
 }
 
@@ -173,9 +194,7 @@ void user_syscall(struct user_thread *t)
 			changed(a[0], (a[1] + 4095) & ~4095ull, (int)a[2]);
 		break;
 	case SYS_mremap: r = do_mremap(a); break;
-	case SYS_shmat:
-		r = user_syscall6(SYS_shmat, (long)a[0], (long)a[1], (long)a[2], 0, 0, 0);
-		break;
+	case SYS_shmat: r = user_syscall6(SYS_shmat, (long)a[0], (long)a[1], (long)a[2], 0, 0, 0); break;
 	case SYS_shmdt:
 		r = user_syscall6(SYS_shmdt, (long)a[0], 0, 0, 0, 0, 0);
 		if (r == 0)
@@ -188,27 +207,39 @@ void user_syscall(struct user_thread *t)
 	case SYS_vfork: r = user_clone(t, CLONE_VM | CLONE_VFORK | SIGCHLD, 0, 0, 0, 0); break;
 	case SYS_clone3: r = -ENOSYS; break; /* glibc falls back to clone */
 	case SYS_rseq: r = -ENOSYS; break;   /* its abort IPs would be guest addresses */
-	case SYS_execve:
-		r = do_execve(AT_FDCWD, a[0], a[1], a[2], 0);
-		break;
-	case SYS_execveat:
-		r = do_execve((int)a[0], a[1], a[2], a[3], (int)a[4]);
-		break;
-	case SYS_readlink:
-		r = do_readlink(AT_FDCWD, a[0], (char *)a[1], (long)a[2], SYS_readlink);
-		break;
-	case SYS_readlinkat:
-		r = do_readlink((int)a[0], a[1], (char *)a[2], (long)a[3], SYS_readlinkat);
-		break;
+	case SYS_execve: r = do_execve(t, AT_FDCWD, a[0], a[1], a[2], 0); break;
+	case SYS_execveat: r = do_execve(t, (int)a[0], a[1], a[2], a[3], (int)a[4]); break;
+	case SYS_readlink: r = do_readlink(AT_FDCWD, a[0], (char *)a[1], (long)a[2], SYS_readlink); break;
+	case SYS_readlinkat: r = do_readlink((int)a[0], a[1], (char *)a[2], (long)a[3], SYS_readlinkat); break;
 	case SYS_exit_group:
 		user_print_stats();
 		user_syscall6(SYS_exit_group, (long)a[0], 0, 0, 0, 0, 0);
 		__builtin_unreachable();
 	case SYS_exit: user_thread_exit(t, (int)a[0]);
-	case SYS_rt_sigaction: r = user_rt_sigaction((int)a[0], a[1], a[2], a[3]); break;
+	case SYS_open: r = user_syscall6(SYS_open, path_arg(a[0]), (long)a[1], (long)a[2], 0, 0, 0); break;
+	case SYS_stat: r = user_syscall6(SYS_stat, path_arg(a[0]), (long)a[1], 0, 0, 0, 0); break;
+	case SYS_openat:
+	case SYS_openat2: r = user_syscall6((long)nr, (long)a[0], path_arg(a[1]), (long)a[2], (long)a[3], 0, 0); break;
+	case SYS_newfstatat:
+		r = user_syscall6(SYS_newfstatat, (long)a[0], a[3] & AT_SYMLINK_NOFOLLOW ? (long)a[1] : path_arg(a[1]),
+				  (long)a[2], (long)a[3], 0, 0);
+		break;
+	case SYS_statx:
+		r = user_syscall6(SYS_statx, (long)a[0], a[2] & AT_SYMLINK_NOFOLLOW ? (long)a[1] : path_arg(a[1]),
+				  (long)a[2], (long)a[3], (long)a[4], 0);
+		break;
+	case SYS_set_tid_address: r = user_set_tid_address(t, a[0]); break;
+	case SYS_rt_sigprocmask: r = user_rt_sigprocmask(t, (int)a[0], a[1], a[2], a[3]); break;
+	case SYS_rt_sigaction: r = user_rt_sigaction(t, (int)a[0], a[1], a[2], a[3]); break;
 	case SYS_sigaltstack: r = user_sigaltstack(t, a[0], a[1]); break;
 	case SYS_rt_sigreturn: user_rt_sigreturn(t); return; /* every register from the frame */
-	default: r = user_syscall6((long)nr, (long)a[0], (long)a[1], (long)a[2], (long)a[3], (long)a[4], (long)a[5]); break;
+	default:
+		if (user_sysbuf_handles(nr)) {
+			r = user_sysbuf_syscall(nr, a);
+			break;
+		}
+		r = user_syscall6((long)nr, (long)a[0], (long)a[1], (long)a[2], (long)a[3], (long)a[4], (long)a[5]);
+		break;
 	}
 	g[XR_RAX] = (uint64_t)r;
 	/* What SYSCALL leaves in RCX and R11. */

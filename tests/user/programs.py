@@ -104,6 +104,15 @@ others = [
                         "ts=[threading.Thread(target=f,args=(i,)) for i in range(6)]\n"
                         "[t.start() for t in ts]; [t.join() for t in ts]; print(sorted(r))"], b""),
     ("python-exception", ["/usr/bin/python3", "-c", "import sys\ntry:\n  {}['x']\nexcept KeyError as e:\n  print('caught', e)\nsys.exit(5)"], b""),
+    # subprocess: posix_spawn / vfork children, an exec error reported through shared memory.
+    ("python-subprocess", ["/usr/bin/python3", "-c",
+                           "import subprocess, sys\n"
+                           "r = subprocess.run(['/bin/sh', '-c', 'echo out; echo err >&2; exit 4'], capture_output=True)\n"
+                           "print(r.returncode, r.stdout, r.stderr)\n"
+                           "print(subprocess.check_output([sys.executable, '-c', 'print(6 * 7)']))\n"
+                           "try:\n  subprocess.run(['/nonexistent/program'])\nexcept FileNotFoundError as e:\n  print('missing:', e.errno)\n"
+                           "p = subprocess.Popen(['cat'], stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=False)\n"
+                           "print(p.communicate(b'piped')[0], p.returncode)"], b""),
     ("python-stdin", ["/usr/bin/python3", "-c", "import sys; print(sum(int(l.split()[0]) for l in sys.stdin))"], lines),
     ("perl", ["/usr/bin/perl", "-e", 'my %h; $h{$_ % 7} += $_ for 1..1000; print join(",", map {"$_=$h{$_}"} sort keys %h), "\\n"; printf("%.12f\\n", atan2(1,1)*4)'], b""),
     ("sqlite3", ["/usr/bin/sqlite3", ":memory:", "create table t(a, b); insert into t select value, value*value from generate_series(1, 500); select count(*), sum(b), avg(a) from t;"], b""),
@@ -118,12 +127,20 @@ others = [
 ]
 for name, argv, stdin in others:
     cases.append((name, argv, stdin))
-for name in ("user-signals", "user-jit", "user-threads", "user-interp", "user-smc"):
+for name in ("user-signals", "user-jit", "user-threads", "user-interp", "user-smc", "user-spawn", "user-selfexe",
+             "user-manythreads", "user-sigmask", "user-jitread"):
     if name in progs:
         cases.append((name[5:], [progs[name]], b""))
 if "user-smc" in progs:  # threads patching one page, a handoff, 200 rounds; a JIT that flushes
     for mode in ("threads", "jit"):
         cases.append((f"smc-{mode}", [progs["user-smc"], mode], b""))
+if "user-sigmask" in progs:
+    cases.append(("sigmask-fault", [progs["user-sigmask"], "fault"], b""))
+# Under a memory limit: the threads' resources must go with them.
+with open(vireo, "rb") as f:
+    sanitized = b"__asan_init" in f.read()  # its shadow memory does not fit a ulimit -v
+if "user-manythreads" in progs and not sanitized:
+    cases.append(("manythreads-ulimit", ["/bin/sh", "-c", f"ulimit -v 4000000; exec {progs['user-manythreads']}"], b""))
 if "user-faults" in progs:
     for mode in ("unmapped", "noexec", "ud2", "div0", "smash", "null", "none"):
         cases.append((f"faults-{mode}", [progs["user-faults"], mode], b""))

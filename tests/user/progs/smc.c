@@ -8,6 +8,8 @@
  * bounded (argument "jit").
  */
 #include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -40,6 +42,78 @@ static void *worker(void *arg)
 		sum += ((fn_t)(void *)f)(0);
 	}
 	return (void *)sum;
+}
+
+/* Code written from signal handlers: one that blocks every signal (SIGSEGV
+ * too: vireo's own write faults must still reach it), and a SIGSEGV
+ * handler, which runs with SIGSEGV blocked. */
+static uint8_t *sig_fn;
+static long sig_sum;
+static sigjmp_buf sig_jmp;
+
+static void on_usr1(int sig)
+{
+	static int n;
+	(void)sig;
+	emit_const(sig_fn, ++n);
+	sig_sum += ((fn_t)(void *)sig_fn)(0);
+}
+
+static void on_segv(int sig)
+{
+	on_usr1(sig);
+	siglongjmp(sig_jmp, 1);
+}
+
+static long from_handlers(uint8_t *guard)
+{
+	struct sigaction sa = {.sa_handler = on_usr1};
+	sigfillset(&sa.sa_mask);
+	sigaction(SIGUSR1, &sa, NULL);
+	sa.sa_handler = on_segv;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGSEGV, &sa, NULL);
+	emit_const(sig_fn, 0);
+	((fn_t)(void *)sig_fn)(0);
+	for (int i = 0; i < 100; i++) {
+		raise(SIGUSR1);
+		if (!sigsetjmp(sig_jmp, 1))
+			*(volatile int *)guard = 1;
+	}
+	return sig_sum;
+}
+
+/* With SIGSEGV blocked by the program, a write to code still works, and the
+ * mask reads back as set. */
+static int with_segv_blocked(uint8_t *f)
+{
+	sigset_t set, old;
+	sigemptyset(&set);
+	sigaddset(&set, SIGSEGV);
+	sigprocmask(SIG_BLOCK, &set, NULL);
+	int sum = 0;
+	for (int i = 0; i < 50; i++) {
+		emit_const(f, i);
+		sum += ((fn_t)(void *)f)(0);
+	}
+	sigprocmask(SIG_UNBLOCK, &set, &old);
+	return sum * 2 + sigismember(&old, SIGSEGV);
+}
+
+/* A store across the boundary of two pages that both hold code: the
+ * immediate of a MOV at the end of one page, its RET on the next. */
+static long across_pages(uint8_t *two)
+{
+	uint8_t *f = two + 4092, *g = two + 4096 + 64;
+	long sum = 0;
+	emit_const(g, 7);
+	for (int i = 0; i < 300; i++) {
+		emit_const(f, 0);
+		sum += ((fn_t)(void *)g)(0);
+		*(volatile uint32_t *)(f + 1) = (uint32_t)i; /* bytes 4093..4096 */
+		sum += ((fn_t)(void *)f)(0);
+	}
+	return sum;
 }
 
 /* Cross-modifying code: one thread writes a function and then releases a
@@ -194,6 +268,15 @@ int main(int argc, char **argv)
 	for (int i = 0; i < 1000; i++)
 		sum += sp(i);
 	printf("patched ahead in its own block: %ld\n", sum);
+
+	uint8_t *more = mmap(NULL, 4 * 4096, PROT_READ | PROT_WRITE | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (more == MAP_FAILED)
+		return 1;
+	printf("store across two code pages: %ld\n", across_pages(more));
+	printf("SIGSEGV blocked: %d\n", with_segv_blocked(more + 2048));
+	mprotect(more + 3 * 4096, 4096, PROT_NONE);
+	sig_fn = more + 2 * 4096 + 100;
+	printf("from signal handlers: %ld\n", from_handlers(more + 3 * 4096));
 
 	if (argc < 2 || strcmp(argv[1], "threads"))
 		return 0;
