@@ -181,15 +181,12 @@ static void unchain(struct xlat_exit *x)
 		rel32_set(x->patch, (const void *)(uintptr_t)(x->unchained - 6)); /* the stub */
 }
 
-/* Every chained branch back to its stub. With the lock held (flushes,
- * invalidation) or from a signal handler (xlat_unlink): an append that
- * races the reset keeps the list a superset of the chained stubs. */
+/* Every chained branch back to its stub (the lock held). */
 static void unchain_all(void)
 {
-	unsigned n = __atomic_load_n(&cc.nchained, __ATOMIC_ACQUIRE);
-	for (unsigned i = 0; i < n; i++)
+	for (unsigned i = 0; i < cc.nchained; i++)
 		unchain(cc.chained[i]);
-	__atomic_compare_exchange_n(&cc.nchained, &n, 0, false, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED);
+	__atomic_store_n(&cc.nchained, 0, __ATOMIC_RELEASE);
 }
 
 /* Drops every translation. Threads may be running translated code: nothing
@@ -203,7 +200,6 @@ static void flush_all(struct xlat_ctx *self)
 	for (struct xlat_ctx *c = cc.contexts; c; c = c->next)
 		lookup_clear(c->lookup);
 	unchain_all();
-	__atomic_store_n(&cc.nchained, 0, __ATOMIC_RELEASE);
 	uint64_t epoch = ++cc.epoch;
 	for (unsigned i = 0; i < cc.nzones; i++)
 		if (!cc.zones[i].retired && cc.zones[i].next != cc.zones[i].base)
@@ -385,12 +381,18 @@ static uint64_t distance(uint64_t a, uint64_t b)
 	return a > b ? a - b : b - a;
 }
 
-/* Has every thread been quiescent since epoch (or is it out of translated
- * code, quiet = XLAT_QUIET_OUT)? */
+/* Can no thread be in code a flush retired at epoch? A flush leaves
+ * nothing reachable (hash, lookup tables, chains), so a thread not
+ * quiescent since can only finish the block it was in then; the code a
+ * thread last quiescent at epoch - 1 was running is retired at epoch, but
+ * one quiescent before that was already confined to code retired earlier,
+ * and one quiescent since (or XLAT_QUIET_OUT) holds none. A thread
+ * blocked in a system call made from translated code so pins one
+ * generation of zones, not every later one. */
 static bool all_quiet_since(uint64_t epoch)
 {
 	for (struct xlat_ctx *c = cc.contexts; c; c = c->next)
-		if (__atomic_load_n(&c->quiet, __ATOMIC_ACQUIRE) < epoch)
+		if (__atomic_load_n(&c->quiet, __ATOMIC_ACQUIRE) + 1 == epoch)
 			return false;
 	return true;
 }
@@ -414,26 +416,23 @@ static void zone_reclaim(void)
 	}
 }
 
-/* The slot a new zone goes in: a free one, a reclaimed zone far from where
- * it is wanted (unmapped), or, when threads still pin every zone (one
- * blocked in a system call it made from translated code), the oldest
- * retired zone, abandoned: its memory stays mapped (docs). */
+/* The slot a new zone goes in: a free one or, when threads still pin every
+ * zone (one blocked in a system call it made from translated code), the
+ * oldest retired zone, abandoned: its memory and blocks stay (docs). */
 static struct zone *zone_slot(void)
 {
 	struct zone *z = NULL;
 	if (cc.nzones < ZONE_MAX)
 		return &cc.zones[cc.nzones];
 	for (unsigned i = 0; i < cc.nzones; i++)
-		if (!cc.zones[i].retired && cc.zones[i].next == cc.zones[i].base) {
-			munmap(cc.zones[i].base, ZONE_SIZE);
-			cc.zones[i].base = NULL;
-			return &cc.zones[i];
-		}
-	for (unsigned i = 0; i < cc.nzones; i++)
 		if (cc.zones[i].retired && (!z || cc.zones[i].retired < z->retired))
 			z = &cc.zones[i];
 	if (z) {
-		*z = (struct zone){0}; /* its block array too: handlers may read it */
+		__atomic_store_n(&z->base, NULL, __ATOMIC_RELEASE); /* handlers skip it */
+		z->next = z->end = NULL;
+		z->blocks = NULL;
+		z->nblocks = z->cap = 0;
+		z->retired = 0;
 		xlat_stats.abandoned++;
 	}
 	return z;
@@ -463,6 +462,8 @@ static struct zone *zone_for(uint64_t rip)
 	}
 	if (cc.dead_bytes * 2 > used)
 		return NULL;
+	if (any && cc.nzones == ZONE_MAX)
+		return any;
 	struct zone *z = zone_slot();
 	if (!z)
 		return any;
@@ -474,10 +475,12 @@ static struct zone *zone_for(uint64_t rip)
 		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (p == MAP_FAILED)
 		return any;
-	z->base = z->next = p;
-	z->end = z->base + ZONE_SIZE;
+	z->next = p;
+	z->end = z->next + ZONE_SIZE;
 	z->retired = 0;
 	z->nblocks = 0;
+	/* Signal handlers read base alone (the zone is [base, base + ZONE_SIZE)). */
+	__atomic_store_n(&z->base, (uint8_t *)p, __ATOMIC_RELEASE);
 	if (z == &cc.zones[cc.nzones])
 		__atomic_store_n(&cc.nzones, cc.nzones + 1, __ATOMIC_RELEASE);
 	return z;
@@ -503,9 +506,11 @@ static int zone_grow(struct zone *z)
 bool xlat_code_at(uint64_t pc)
 {
 	unsigned n = __atomic_load_n(&cc.nzones, __ATOMIC_ACQUIRE);
-	for (unsigned i = 0; i < n; i++)
-		if (pc >= (uintptr_t)cc.zones[i].base && pc < (uintptr_t)cc.zones[i].end)
+	for (unsigned i = 0; i < n; i++) {
+		uintptr_t base = (uintptr_t)__atomic_load_n(&cc.zones[i].base, __ATOMIC_ACQUIRE);
+		if (base && pc - base < ZONE_SIZE)
 			return true;
+	}
 	return false;
 }
 
@@ -515,7 +520,8 @@ static const struct xlat_block *block_at(uint64_t pc, uint32_t *insn)
 	unsigned n = __atomic_load_n(&cc.nzones, __ATOMIC_ACQUIRE);
 	for (unsigned i = 0; i < n; i++) {
 		struct zone *z = &cc.zones[i];
-		if (pc < (uintptr_t)z->base || pc >= (uintptr_t)z->end)
+		uintptr_t base = (uintptr_t)__atomic_load_n(&z->base, __ATOMIC_ACQUIRE);
+		if (!base || pc - base >= ZONE_SIZE)
 			continue;
 		struct xlat_block **blocks = z->blocks;
 		size_t lo = 0, hi = __atomic_load_n(&z->nblocks, __ATOMIC_ACQUIRE);
@@ -564,8 +570,12 @@ int xlat_spilled_reg(uint64_t pc)
 
 void xlat_unlink(struct xlat_ctx *ctx)
 {
+	/* From a signal handler, but in translated code, which never holds
+	 * the lock; under it, no flush reclaims a stub of the list meanwhile. */
+	pthread_mutex_lock(&cc.lock);
 	unchain_all();
 	lookup_clear(ctx->lookup);
+	pthread_mutex_unlock(&cc.lock);
 }
 
 uint32_t xlat_xsave_size(void)

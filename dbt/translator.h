@@ -181,7 +181,9 @@ int xlat_spilled_reg(uint64_t pc);
 bool xlat_insn_start(uint64_t pc);
 /* Makes ctx's thread leave translated code at its next block end: every
  * chained branch goes back to its stub, ctx's lookup table misses.
- * Async-signal-safe; branches chain again as they exit. */
+ * For signal handlers of threads interrupted in translated code (it takes
+ * the cache's lock, which such a thread never holds); branches chain again
+ * as they exit. */
 void xlat_unlink(struct xlat_ctx *ctx);
 /* The XSAVE image of the guest's vector state: its size and components. */
 uint32_t xlat_xsave_size(void);

@@ -7,6 +7,7 @@
  * multi-threaded JIT rewriting its code thousands of times with memory
  * bounded (argument "jit").
  */
+#include <poll.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -206,6 +207,15 @@ static void *jit_worker(void *arg)
 	return (void *)wrong;
 }
 
+/* Blocked in a system call made from translated code all along: it must
+ * not keep the code cache from reusing its memory. */
+static void *sleeper(void *arg)
+{
+	(void)arg;
+	poll(NULL, 0, -1);
+	return NULL;
+}
+
 static long vm_rss_mib(void)
 {
 	char line[256];
@@ -225,7 +235,8 @@ static int jit(void)
 	uint8_t *code = mmap(NULL, 4 * 8192, PROT_READ | PROT_WRITE | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (code == MAP_FAILED)
 		return 1;
-	pthread_t th[4];
+	pthread_t th[4], s;
+	pthread_create(&s, NULL, sleeper, NULL);
 	for (int i = 0; i < 4; i++)
 		pthread_create(&th[i], NULL, jit_worker, code + 8192 * i);
 	long wrong = 0;
