@@ -183,7 +183,7 @@ static long stress(int rounds)
  * changing immediates) into its own RWX pages and calls it, thousands of
  * times, which fills the code cache with invalidated code again and again;
  * memory must stay bounded. */
-#define JIT_ADDS 700
+#define JIT_ADDS   700
 #define JIT_ROUNDS 1500
 
 static void *jit_worker(void *arg)
