@@ -208,9 +208,10 @@ static void flush_all(struct xlat_ctx *self)
 		__atomic_store_n(&self->quiet, epoch, __ATOMIC_RELEASE);
 	cc.dead_bytes = 0;
 	/* Write access back last: a thread that writes a page and jumps
-	 * to it finds nothing stale. */
+	 * to it finds nothing stale. Pages an invalidation that ran out of
+	 * memory emptied are among those without blocks. */
 	for (unsigned i = 0; i < PAGE_SET_SIZE; i++)
-		if (cc.pages[i].blocks && cc.env.code_page)
+		if (cc.pages[i].page1 && cc.env.code_page)
 			cc.env.code_page(cc.env.opaque, (cc.pages[i].page1 - 1) << 12, false);
 	memset(cc.pages, 0, PAGE_SET_SIZE * sizeof(*cc.pages));
 	cc.npages = 0;
@@ -366,7 +367,7 @@ unsigned xlat_invalidate(uint64_t addr, uint64_t len)
 	/* Only now, with the dead blocks unreachable from the hash, every
 	 * lookup table and every chain, may the guest write the pages again:
 	 * a thread that writes one and then jumps to it finds no stale code. */
-	for (size_t i = 0; i < d.nemptied && !d.failed; i++)
+	for (size_t i = 0; i < d.nemptied; i++)
 		page_release(d.emptied[i]);
 	pthread_mutex_unlock(&cc.lock);
 	free(d.b);

@@ -31,9 +31,6 @@ const uint16_t user_syscalls[] = {
     SYS_rt_sigreturn, SYS_sigaltstack, SYS_rt_sigprocmask, SYS_set_tid_address,
     SYS_open,	      SYS_openat,      SYS_openat2,	   SYS_stat,
     SYS_newfstatat,   SYS_statx,
-    /* Passed to the host, but from the run loop: a thread waiting in it
-     * is quiescent, so it never holds up reusing code memory. */
-    SYS_futex,
 };
 const size_t user_syscall_count = sizeof(user_syscalls) / sizeof(user_syscalls[0]);
 
