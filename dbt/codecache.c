@@ -424,7 +424,10 @@ int xlat_spilled_reg(uint64_t pc)
 {
 	uint32_t k;
 	const struct xlat_block *b = block_at(pc, &k);
-	return b ? (int)b->map[k].spilled - 1 : -1;
+	/* At the instruction's first host instruction nothing is spilled yet. */
+	if (!b || (uintptr_t)b->code + b->map[k].host_off == pc)
+		return -1;
+	return (int)b->map[k].spilled - 1;
 }
 
 void xlat_unlink(struct xlat_ctx *ctx)
