@@ -327,11 +327,15 @@ static void emit_lookup(struct emit *e)
 	emit_bytes(e, "\xe3\x08", 2);	      /* jrcxz hit */
 	emit_jmp_ctx(e, CTX_OFF(miss_code));  /* 8 bytes */
 	emit_bytes(e, "\x48\x8b\x40\x08", 4); /* hit: mov rax, [rax + 8] */
-	/* Through the context's address, not gs: (docs: "spilling"). */
 	emit_store_ctx(e, CTX_OFF(jump), XR_RAX);
-	emit_load_ctx(e, XR_RCX, CTX_OFF(self));
+	/* RCX is 0 here (JRCXZ): the spills come back as gs:[rcx + slot],
+	 * which is forwarded from their gs:[slot] stores; gs:[slot] is not
+	 * (docs: "Spilling"). */
+	emit_u8(e, 0x65);
 	emit_load(e, XR_RAX, XR_RCX, (int32_t)CTX_SPILL(XS_A));
+	emit_u8(e, 0x65);
 	emit_load(e, XR_RDX, XR_RCX, (int32_t)CTX_SPILL(XS_C));
+	emit_u8(e, 0x65);
 	emit_load(e, XR_RCX, XR_RCX, (int32_t)CTX_SPILL(XS_B));
 	emit_jmp_ctx(e, CTX_OFF(jump));
 }
