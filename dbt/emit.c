@@ -13,7 +13,13 @@ void emit_bytes(struct emit *e, const void *bytes, size_t n)
 		e->full = true;
 		return;
 	}
-	memcpy(e->p, bytes, n);
+	if (n <= 16) { /* most calls: inline, not a libc call each */
+		const uint8_t *b = bytes;
+		for (size_t i = 0; i < n; i++)
+			e->p[i] = b[i];
+	} else {
+		memcpy(e->p, bytes, n);
+	}
 	e->p += n;
 }
 

@@ -20,6 +20,15 @@
 #define CTX_SPILL(i)  (CTX_OFF(spill) + 8u * (i))
 #define BLOCK_EXITS   16
 
+/* reg = its spilled value at gs:off. A load through gs: of what a store
+ * through gs: just wrote is not forwarded on AMD Zen (about 5 ns instead
+ * of under 1): the reload goes through the context's own address. */
+static void emit_reload(struct emit *e, int reg, unsigned off)
+{
+	emit_load_ctx(e, reg, CTX_OFF(self));
+	emit_load(e, reg, reg, (int32_t)off);
+}
+
 struct pending_exit {
 	int32_t *branch; /* the rel32 that must reach the stub */
 	uint64_t target;
@@ -270,21 +279,33 @@ static bool emit_rewritten(struct tblock *t, const ZydisDecodedInstruction *in, 
 	}
 	if (!emit_with_base(e, in, ops, k, s))
 		return false;
-	emit_load_ctx(e, s, CTX_SPILL(XS_A));
+	emit_reload(e, s, CTX_SPILL(XS_A));
 	return true;
 }
 
 /* ---- control flow ---- */
 
-/* push imm64 without a scratch register. */
-static void emit_push_imm64(struct emit *e, uint64_t v)
+/* push imm64 (a return address) as one 8-byte store: two 4-byte halves
+ * would stall the RET that loads it (no store-to-load forwarding). scratch
+ * is a register whose guest value is spilled already, or -1: then RAX is
+ * spilled around the push (t->spilled says so to a fault handler). */
+static void emit_push_imm64(struct tblock *t, uint64_t v, int scratch)
 {
-	emit_u8(e, 0x68); /* push imm32, sign-extended */
-	emit_u32(e, (uint32_t)v);
-	if (v != (uint64_t)(int64_t)(int32_t)v) {
-		emit_bytes(e, "\xc7\x44\x24\x04", 4); /* mov dword [rsp + 4], imm32 */
-		emit_u32(e, (uint32_t)(v >> 32));
+	struct emit *e = &t->e;
+
+	if (v == (uint64_t)(int64_t)(int32_t)v) {
+		emit_u8(e, 0x68); /* push imm32, sign-extended */
+		emit_u32(e, (uint32_t)v);
+		return;
 	}
+	if (scratch < 0) {
+		emit_store_ctx(e, CTX_SPILL(XS_A), XR_RAX);
+		t->spilled = XR_RAX;
+	}
+	emit_mov_imm(e, scratch < 0 ? XR_RAX : scratch, v);
+	emit_u8(e, 0x50 + ((scratch < 0 ? XR_RAX : scratch) & 7)); /* push r64 (RAX or RDX: no REX) */
+	if (scratch < 0)
+		emit_reload(e, XR_RAX, CTX_SPILL(XS_A));
 }
 
 /* The inline lookup: RDX holds the guest target, the guest's RAX, RCX and
@@ -307,14 +328,23 @@ static void emit_lookup(struct emit *e)
 	emit_jmp_ctx(e, CTX_OFF(miss_code));  /* 8 bytes */
 	emit_bytes(e, "\x48\x8b\x40\x08", 4); /* hit: mov rax, [rax + 8] */
 	emit_store_ctx(e, CTX_OFF(jump), XR_RAX);
-	emit_load_ctx(e, XR_RAX, CTX_SPILL(XS_A));
-	emit_load_ctx(e, XR_RCX, CTX_SPILL(XS_B));
-	emit_load_ctx(e, XR_RDX, CTX_SPILL(XS_C));
+	/* RCX is 0 here (JRCXZ): the spills come back as gs:[rcx + slot],
+	 * which is forwarded from their gs:[slot] stores; gs:[slot] is not
+	 * (docs: "Spilling"). */
+	emit_u8(e, 0x65);
+	emit_load(e, XR_RAX, XR_RCX, (int32_t)CTX_SPILL(XS_A));
+	emit_u8(e, 0x65);
+	emit_load(e, XR_RDX, XR_RCX, (int32_t)CTX_SPILL(XS_C));
+	emit_u8(e, 0x65);
+	emit_load(e, XR_RCX, XR_RCX, (int32_t)CTX_SPILL(XS_B));
 	emit_jmp_ctx(e, CTX_OFF(jump));
 }
 
-static void emit_spill_lookup_regs(struct emit *e)
+static void emit_spill_lookup_regs(struct tblock *t)
 {
+	struct emit *e = &t->e;
+
+	t->spilled = XR_RAX; /* a fault reading the target or pushing: RAX is in spill A */
 	emit_store_ctx(e, CTX_SPILL(XS_A), XR_RAX);
 	emit_store_ctx(e, CTX_SPILL(XS_B), XR_RCX);
 	emit_store_ctx(e, CTX_SPILL(XS_C), XR_RDX);
@@ -378,25 +408,25 @@ static int translate_branch(struct tblock *t, const ZydisDecodedInstruction *in,
 			exit_jmp(t, target, XEXIT_BRANCH, true);
 			return 1;
 		}
-		emit_spill_lookup_regs(e);
+		emit_spill_lookup_regs(t);
 		if (!emit_indirect_target(e, &ops[0], next))
 			return -1;
 		emit_lookup(e);
 		return 1;
 	case ZYDIS_MNEMONIC_CALL:
 		if (relative) {
-			emit_push_imm64(e, next);
+			emit_push_imm64(t, next, -1);
 			exit_jmp(t, target, XEXIT_BRANCH, true);
 			return 1;
 		}
-		emit_spill_lookup_regs(e);
+		emit_spill_lookup_regs(t);
 		if (!emit_indirect_target(e, &ops[0], next))
 			return -1;
-		emit_push_imm64(e, next);
+		emit_push_imm64(t, next, XR_RAX); /* RAX: spilled, not used yet */
 		emit_lookup(e);
 		return 1;
 	case ZYDIS_MNEMONIC_RET:
-		emit_spill_lookup_regs(e);
+		emit_spill_lookup_regs(t);
 		emit_load(e, XR_RDX, XR_RSP, 0);
 		emit_lea(e, XR_RSP, XR_RSP, -1, 1, 8 + (in->operand_count_visible ? (int32_t)ops[0].imm.value.u : 0));
 		emit_lookup(e);
