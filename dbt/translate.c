@@ -474,6 +474,29 @@ static int translate_branch(struct tblock *t, const ZydisDecodedInstruction *in,
 	}
 }
 
+/* Does the instruction need its operands decoded (control flow, SYSCALL, a
+ * RIP-relative or FS/GS-relative memory operand)? Most do not: they are
+ * copied as they are, and decoding only the instruction (no operands) is
+ * about half of Zydis' work. */
+static bool needs_operands(const ZydisDecodedInstruction *in)
+{
+	if (in->meta.branch_type != ZYDIS_BRANCH_TYPE_NONE || in->mnemonic == ZYDIS_MNEMONIC_SYSCALL)
+		return true;
+	switch (in->meta.category) {
+	case ZYDIS_CATEGORY_COND_BR:
+	case ZYDIS_CATEGORY_UNCOND_BR:
+	case ZYDIS_CATEGORY_CALL:
+	case ZYDIS_CATEGORY_RET:
+		return true;
+	default:
+		break;
+	}
+	if (in->attributes & (ZYDIS_ATTRIB_IS_RELATIVE | ZYDIS_ATTRIB_HAS_SEGMENT_FS | ZYDIS_ATTRIB_HAS_SEGMENT_GS))
+		return true;
+	/* mod 0, r/m 5: RIP- (or EIP-) relative in 64-bit mode */
+	return (in->attributes & ZYDIS_ATTRIB_HAS_MODRM) && in->raw.modrm.mod == 0 && in->raw.modrm.rm == 5;
+}
+
 int xlat_translate(const struct xlat_env *env, uint64_t rip, uint8_t *buf, size_t cap, uint64_t *end,
 		   struct xlat_insn_map *map, uint32_t *ninsns)
 {
@@ -492,8 +515,12 @@ int xlat_translate(const struct xlat_env *env, uint64_t rip, uint8_t *buf, size_
 			exit_jmp(&t, pc, XEXIT_BRANCH, true);
 			break;
 		}
-		ZyanStatus st = avail ? ZydisDecoderDecodeFull(&dec, (const void *)(uintptr_t)pc, avail, &in, ops)
+		ZydisDecoderContext dctx;
+		ZyanStatus st = avail ? ZydisDecoderDecodeInstruction(&dec, &dctx, (const void *)(uintptr_t)pc, avail, &in)
 				      : ZYDIS_STATUS_NO_MORE_DATA;
+		bool full = ZYAN_SUCCESS(st) && needs_operands(&in);
+		if (full)
+			st = ZydisDecoderDecodeOperands(&dec, &dctx, &in, ops, ZYDIS_MAX_OPERAND_COUNT);
 		if (!ZYAN_SUCCESS(st)) {
 			if (n == 0)
 				return st == ZYDIS_STATUS_NO_MORE_DATA ? -EFAULT : -EILSEQ;
@@ -506,9 +533,9 @@ int xlat_translate(const struct xlat_env *env, uint64_t rip, uint8_t *buf, size_
 		t.spilled = -1;
 		*ninsns = n + 1;
 		unsigned marked_exits = t.nexits;
-		int r = translate_branch(&t, &in, ops, pc);
+		int r = full ? translate_branch(&t, &in, ops, pc) : 2;
 		if (r == 2) {
-			int k = special_mem_operand(&in, ops);
+			int k = full ? special_mem_operand(&in, ops) : -1;
 			if (k < 0)
 				emit_bytes(&t.e, (const void *)(uintptr_t)pc, in.length);
 			else if (!emit_rewritten(&t, &in, ops, (unsigned)k, pc))
