@@ -620,6 +620,9 @@ int xlat_init(const struct xlat_env *env, const uint16_t *syscalls, size_t nsysc
 	cc.xsave_mask = ((uint64_t)hi << 32) | lo;
 	__cpuid_count(0xd, 0, a, b, c, d);
 	cc.xsave_size = b;
+	__cpuid_count(0xd, 1, a, b, c, d);
+	if (!(a & 1))
+		return -ENOTSUP; /* no XSAVEOPT (xlat_exit_routine) */
 	return 0;
 }
 
