@@ -18,7 +18,7 @@
 #define CTX_OFF(f)    ((unsigned)offsetof(struct xlat_ctx, f))
 #define CTX_GPR(r)    (CTX_OFF(gpr) + 8u * (r))
 #define CTX_SPILL(i)  (CTX_OFF(spill) + 8u * (i))
-#define BLOCK_EXITS   16
+#define BLOCK_EXITS   XLAT_BLOCK_EXITS
 
 /* reg = its spilled value at gs:off. A load through gs: of what a store
  * through gs: just wrote is not forwarded on AMD Zen (about 5 ns instead
@@ -42,6 +42,7 @@ struct tblock {
 	struct pending_exit exits[BLOCK_EXITS];
 	unsigned nexits;
 	int spilled; /* the scratch register the current instruction spilled, or -1 */
+	bool conditional; /* the block ends in a conditional branch */
 };
 
 static void add_exit(struct tblock *t, int32_t *branch, uint64_t target, enum xlat_exit_kind kind, bool chainable)
@@ -60,8 +61,10 @@ static void exit_jmp(struct tblock *t, uint64_t target, enum xlat_exit_kind kind
 /* The stubs, after the block's body: jmp [slot] (the slot holds the stub's
  * exit code until the branch is chained), then the exit code (save RAX, RAX
  * = the stub's data, jmp gs:[exit_code]), then the data. */
-static void emit_stubs(struct tblock *t)
+static void emit_stubs(struct tblock *t, struct xlat_succ *succ)
 {
+	succ->n = 0;
+	succ->conditional = t->conditional;
 	for (unsigned i = 0; i < t->nexits; i++) {
 		struct pending_exit *x = &t->exits[i];
 		struct emit *e = &t->e;
@@ -91,6 +94,8 @@ static void emit_stubs(struct tblock *t)
 		rel32_set(slot_rel, &data->slot);
 		rel32_set(data_rel, data);
 		rel32_set(x->branch, stub);
+		if (x->chainable && x->kind == XEXIT_BRANCH)
+			succ->exit[succ->n++] = data;
 	}
 }
 
@@ -446,6 +451,7 @@ static int translate_branch(struct tblock *t, const ZydisDecodedInstruction *in,
 		exit_jmp(t, next, XEXIT_BRANCH, true);
 		uint8_t *taken = e->p;
 		exit_jmp(t, target, XEXIT_BRANCH, true);
+		t->conditional = true;
 		if (!e->full)
 			at[in->length - 1] = (uint8_t)(taken - after);
 		return 1;
@@ -468,6 +474,7 @@ static int translate_branch(struct tblock *t, const ZydisDecodedInstruction *in,
 			unsigned cc = in->opcode & 0xf;
 			add_exit(t, emit_jcc32(e, cc), target, XEXIT_BRANCH, true);
 			exit_jmp(t, next, XEXIT_BRANCH, true);
+			t->conditional = true;
 			return 1;
 		}
 		return relative ? -1 : 2;
@@ -498,7 +505,7 @@ static bool needs_operands(const ZydisDecodedInstruction *in)
 }
 
 int xlat_translate(const struct xlat_env *env, uint64_t rip, uint8_t *buf, size_t cap, uint64_t *end,
-		   struct xlat_insn_map *map, uint32_t *ninsns)
+		   struct xlat_insn_map *map, uint32_t *ninsns, struct xlat_succ *succ)
 {
 	struct tblock t = {.e = {buf, buf + cap, false}, .env = env};
 	*ninsns = 0;
@@ -555,7 +562,7 @@ int xlat_translate(const struct xlat_env *env, uint64_t rip, uint8_t *buf, size_
 		if (r == 1)
 			break;
 	}
-	emit_stubs(&t);
+	emit_stubs(&t, succ);
 	if (t.e.full)
 		return -ENOSPC;
 	*end = pc;
