@@ -41,7 +41,7 @@ struct tblock {
 	const struct xlat_env *env;
 	struct pending_exit exits[BLOCK_EXITS];
 	unsigned nexits;
-	int spilled; /* the scratch register the current instruction spilled, or -1 */
+	int spilled;	  /* the scratch register the current instruction spilled, or -1 */
 	bool conditional; /* the block ends in a conditional branch */
 };
 
@@ -493,10 +493,8 @@ static bool needs_operands(const ZydisDecodedInstruction *in)
 	case ZYDIS_CATEGORY_COND_BR:
 	case ZYDIS_CATEGORY_UNCOND_BR:
 	case ZYDIS_CATEGORY_CALL:
-	case ZYDIS_CATEGORY_RET:
-		return true;
-	default:
-		break;
+	case ZYDIS_CATEGORY_RET: return true;
+	default: break;
 	}
 	if (in->attributes & (ZYDIS_ATTRIB_IS_RELATIVE | ZYDIS_ATTRIB_HAS_SEGMENT_FS | ZYDIS_ATTRIB_HAS_SEGMENT_GS))
 		return true;
@@ -523,8 +521,9 @@ int xlat_translate(const struct xlat_env *env, uint64_t rip, uint8_t *buf, size_
 			break;
 		}
 		ZydisDecoderContext dctx;
-		ZyanStatus st = avail ? ZydisDecoderDecodeInstruction(&dec, &dctx, (const void *)(uintptr_t)pc, avail, &in)
-				      : ZYDIS_STATUS_NO_MORE_DATA;
+		ZyanStatus st =
+		    avail ? ZydisDecoderDecodeInstruction(&dec, &dctx, (const void *)(uintptr_t)pc, avail, &in)
+			  : ZYDIS_STATUS_NO_MORE_DATA;
 		bool full = ZYAN_SUCCESS(st) && needs_operands(&in);
 		if (full)
 			st = ZydisDecoderDecodeOperands(&dec, &dctx, &in, ops, ZYDIS_MAX_OPERAND_COUNT);
