@@ -632,7 +632,7 @@ static void page_hold(uint64_t pg, bool hold)
 		cc.env.code_page(cc.env.opaque, pg << 12, hold);
 }
 
-static struct xlat_block *translate_block(struct xlat_ctx *ctx, uint64_t rip, int *err)
+static struct xlat_block *translate_block(struct xlat_ctx *ctx, uint64_t rip, int *err, struct xlat_succ *succ)
 {
 	for (int attempt = 0; attempt < 3; attempt++) {
 		struct zone *z = zone_for(rip);
@@ -648,7 +648,7 @@ static struct xlat_block *translate_block(struct xlat_ctx *ctx, uint64_t rip, in
 		page_hold(rip >> 12, true);
 		page_hold((rip >> 12) + 1, true);
 		zone_populate(z);
-		int n = xlat_translate(&cc.env, rip, z->next, (size_t)(z->end - z->next), &end, map, &ninsns);
+		int n = xlat_translate(&cc.env, rip, z->next, (size_t)(z->end - z->next), &end, map, &ninsns, succ);
 		if (n < 0) {
 			page_hold(rip >> 12, false);
 			page_hold((rip >> 12) + 1, false);
@@ -715,6 +715,54 @@ static bool stub_alive(const struct xlat_exit *x)
 	return b && !b->dead;
 }
 
+/* Points the stub x at b: its slot (always reaches), and the branch itself
+ * where b is within 2 GiB. */
+static void chain(struct xlat_exit *x, const struct xlat_block *b)
+{
+	if (cc.nchained >= CHAINED_MAX)
+		return;
+	__atomic_store_n(&x->slot, (uintptr_t)b->code, __ATOMIC_RELEASE);
+	if (x->patch)
+		rel32_set(x->patch, b->code);
+	cc.chained[cc.nchained] = x;
+	__atomic_store_n(&cc.nchained, cc.nchained + 1, __ATOMIC_RELEASE);
+	xlat_stats.chained++;
+}
+
+/* How many blocks translate_ahead makes after one the run loop asked for. */
+#define AHEAD_BLOCKS 8
+
+/* A new block's direct successors are chained now where they exist, and its
+ * last one (an unconditional successor or a conditional branch's
+ * fall-through) is translated now when it does not, and so on for
+ * AHEAD_BLOCKS blocks: a path run for the first time then leaves
+ * translated code once, not once per block. Stops at a flush, which drops
+ * every block succ points into. */
+static void translate_ahead(struct xlat_ctx *ctx, struct xlat_succ *succ)
+{
+	unsigned gen = xlat_flush_gen;
+
+	for (unsigned depth = 0; depth < AHEAD_BLOCKS && succ->n; depth++) {
+		struct xlat_succ next;
+		struct xlat_block *made = NULL;
+		for (unsigned i = 0; i < succ->n; i++) {
+			struct xlat_exit *x = succ->exit[i];
+			struct xlat_block *b = find_block(x->target);
+			if (!b && i == succ->n - 1 && !succ->conditional) {
+				int err;
+				b = made = translate_block(ctx, x->target, &err, &next);
+				if (gen != xlat_flush_gen)
+					return;
+			}
+			if (b)
+				chain(x, b);
+		}
+		if (!made)
+			return;
+		*succ = next;
+	}
+}
+
 const void *xlat_code_for(struct xlat_ctx *ctx, uint64_t rip, const struct xlat_exit *from, unsigned gen, int *err)
 {
 	pthread_mutex_lock(&cc.lock);
@@ -723,20 +771,17 @@ const void *xlat_code_for(struct xlat_ctx *ctx, uint64_t rip, const struct xlat_
 	 * be in a zone retired before now. */
 	__atomic_store_n(&ctx->quiet, cc.epoch, __ATOMIC_RELEASE);
 	struct xlat_block *b = find_block(rip);
-	if (!b)
-		b = translate_block(ctx, rip, err);
-	if (b && from && from->kind == XEXIT_BRANCH && gen == xlat_flush_gen && cc.nchained < CHAINED_MAX &&
-	    stub_alive(from)) {
-		/* Chain: the stub's slot always reaches; the branch itself
-		 * where the target is within 2 GiB. */
-		struct xlat_exit *x = (struct xlat_exit *)from;
-		__atomic_store_n(&x->slot, (uintptr_t)b->code, __ATOMIC_RELEASE);
-		if (x->patch)
-			rel32_set(x->patch, b->code);
-		cc.chained[cc.nchained] = x;
-		__atomic_store_n(&cc.nchained, cc.nchained + 1, __ATOMIC_RELEASE);
-		xlat_stats.chained++;
+	if (!b) {
+		struct xlat_succ succ;
+		b = translate_block(ctx, rip, err, &succ);
+		unsigned made = xlat_flush_gen;
+		if (b)
+			translate_ahead(ctx, &succ);
+		if (b && made != xlat_flush_gen) /* flushed under it: b is gone */
+			b = translate_block(ctx, rip, err, &succ);
 	}
+	if (b && from && from->kind == XEXIT_BRANCH && gen == xlat_flush_gen && stub_alive(from))
+		chain((struct xlat_exit *)from, b);
 	/* Under the lock: an invalidation empties the entries of the blocks it
 	 * drops, so none may be filled with one after it. */
 	if (b)
@@ -774,6 +819,9 @@ int xlat_init(const struct xlat_env *env, const uint16_t *syscalls, size_t nsysc
 	cc.xsave_mask = ((uint64_t)hi << 32) | lo;
 	__cpuid_count(0xd, 0, a, b, c, d);
 	cc.xsave_size = b;
+	__cpuid_count(0xd, 1, a, b, c, d);
+	if (!(a & 1))
+		return -ENOTSUP; /* no XSAVEOPT (xlat_exit_routine) */
 	return 0;
 }
 

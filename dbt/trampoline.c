@@ -58,7 +58,9 @@ __attribute__((naked)) void xlat_enter(__attribute__((unused)) struct xlat_ctx *
 /* Reached by jmp gs:[exit_code] from an exit stub, with the guest's RAX
  * already saved and RAX holding the stub's struct xlat_exit. Saves the rest
  * of the guest state and returns from xlat_enter with a clean RFLAGS (DF and
- * AC clear, as the C ABI expects). */
+ * AC clear, as the C ABI expects). XSAVEOPT: the image is the one xlat_enter
+ * restored from, so components the guest left alone (or in their initial
+ * state) are not written again; readers of the image honour XSTATE_BV. */
 __attribute__((naked)) void xlat_exit_routine(void)
 {
 	__asm__ volatile("mov %%rax, %%gs:%c[exit]\n\t"
@@ -86,7 +88,7 @@ __attribute__((naked)) void xlat_exit_routine(void)
 			 "mov %c[xsave_mask](%%rdi), %%eax\n\t"
 			 "mov %c[xsave_mask]+4(%%rdi), %%edx\n\t"
 			 "mov %c[xsave](%%rdi), %%rsi\n\t"
-			 "xsave64 (%%rsi)\n\t"
+			 "xsaveopt64 (%%rsi)\n\t"
 			 "pop %%r15\n\t"
 			 "pop %%r14\n\t"
 			 "pop %%r13\n\t"

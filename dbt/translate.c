@@ -18,7 +18,7 @@
 #define CTX_OFF(f)    ((unsigned)offsetof(struct xlat_ctx, f))
 #define CTX_GPR(r)    (CTX_OFF(gpr) + 8u * (r))
 #define CTX_SPILL(i)  (CTX_OFF(spill) + 8u * (i))
-#define BLOCK_EXITS   16
+#define BLOCK_EXITS   XLAT_BLOCK_EXITS
 
 /* reg = its spilled value at gs:off. A load through gs: of what a store
  * through gs: just wrote is not forwarded on AMD Zen (about 5 ns instead
@@ -41,7 +41,8 @@ struct tblock {
 	const struct xlat_env *env;
 	struct pending_exit exits[BLOCK_EXITS];
 	unsigned nexits;
-	int spilled; /* the scratch register the current instruction spilled, or -1 */
+	int spilled;	  /* the scratch register the current instruction spilled, or -1 */
+	bool conditional; /* the block ends in a conditional branch */
 };
 
 static void add_exit(struct tblock *t, int32_t *branch, uint64_t target, enum xlat_exit_kind kind, bool chainable)
@@ -60,8 +61,10 @@ static void exit_jmp(struct tblock *t, uint64_t target, enum xlat_exit_kind kind
 /* The stubs, after the block's body: jmp [slot] (the slot holds the stub's
  * exit code until the branch is chained), then the exit code (save RAX, RAX
  * = the stub's data, jmp gs:[exit_code]), then the data. */
-static void emit_stubs(struct tblock *t)
+static void emit_stubs(struct tblock *t, struct xlat_succ *succ)
 {
+	succ->n = 0;
+	succ->conditional = t->conditional;
 	for (unsigned i = 0; i < t->nexits; i++) {
 		struct pending_exit *x = &t->exits[i];
 		struct emit *e = &t->e;
@@ -91,6 +94,8 @@ static void emit_stubs(struct tblock *t)
 		rel32_set(slot_rel, &data->slot);
 		rel32_set(data_rel, data);
 		rel32_set(x->branch, stub);
+		if (x->chainable && x->kind == XEXIT_BRANCH)
+			succ->exit[succ->n++] = data;
 	}
 }
 
@@ -446,6 +451,7 @@ static int translate_branch(struct tblock *t, const ZydisDecodedInstruction *in,
 		exit_jmp(t, next, XEXIT_BRANCH, true);
 		uint8_t *taken = e->p;
 		exit_jmp(t, target, XEXIT_BRANCH, true);
+		t->conditional = true;
 		if (!e->full)
 			at[in->length - 1] = (uint8_t)(taken - after);
 		return 1;
@@ -468,14 +474,36 @@ static int translate_branch(struct tblock *t, const ZydisDecodedInstruction *in,
 			unsigned cc = in->opcode & 0xf;
 			add_exit(t, emit_jcc32(e, cc), target, XEXIT_BRANCH, true);
 			exit_jmp(t, next, XEXIT_BRANCH, true);
+			t->conditional = true;
 			return 1;
 		}
 		return relative ? -1 : 2;
 	}
 }
 
+/* Does the instruction need its operands decoded (control flow, SYSCALL, a
+ * RIP-relative or FS/GS-relative memory operand)? Most do not: they are
+ * copied as they are, and decoding only the instruction (no operands) is
+ * about half of Zydis' work. */
+static bool needs_operands(const ZydisDecodedInstruction *in)
+{
+	if (in->meta.branch_type != ZYDIS_BRANCH_TYPE_NONE || in->mnemonic == ZYDIS_MNEMONIC_SYSCALL)
+		return true;
+	switch (in->meta.category) {
+	case ZYDIS_CATEGORY_COND_BR:
+	case ZYDIS_CATEGORY_UNCOND_BR:
+	case ZYDIS_CATEGORY_CALL:
+	case ZYDIS_CATEGORY_RET: return true;
+	default: break;
+	}
+	if (in->attributes & (ZYDIS_ATTRIB_IS_RELATIVE | ZYDIS_ATTRIB_HAS_SEGMENT_FS | ZYDIS_ATTRIB_HAS_SEGMENT_GS))
+		return true;
+	/* mod 0, r/m 5: RIP- (or EIP-) relative in 64-bit mode */
+	return (in->attributes & ZYDIS_ATTRIB_HAS_MODRM) && in->raw.modrm.mod == 0 && in->raw.modrm.rm == 5;
+}
+
 int xlat_translate(const struct xlat_env *env, uint64_t rip, uint8_t *buf, size_t cap, uint64_t *end,
-		   struct xlat_insn_map *map, uint32_t *ninsns)
+		   struct xlat_insn_map *map, uint32_t *ninsns, struct xlat_succ *succ)
 {
 	struct tblock t = {.e = {buf, buf + cap, false}, .env = env};
 	*ninsns = 0;
@@ -492,8 +520,13 @@ int xlat_translate(const struct xlat_env *env, uint64_t rip, uint8_t *buf, size_
 			exit_jmp(&t, pc, XEXIT_BRANCH, true);
 			break;
 		}
-		ZyanStatus st = avail ? ZydisDecoderDecodeFull(&dec, (const void *)(uintptr_t)pc, avail, &in, ops)
-				      : ZYDIS_STATUS_NO_MORE_DATA;
+		ZydisDecoderContext dctx;
+		ZyanStatus st =
+		    avail ? ZydisDecoderDecodeInstruction(&dec, &dctx, (const void *)(uintptr_t)pc, avail, &in)
+			  : ZYDIS_STATUS_NO_MORE_DATA;
+		bool full = ZYAN_SUCCESS(st) && needs_operands(&in);
+		if (full)
+			st = ZydisDecoderDecodeOperands(&dec, &dctx, &in, ops, ZYDIS_MAX_OPERAND_COUNT);
 		if (!ZYAN_SUCCESS(st)) {
 			if (n == 0)
 				return st == ZYDIS_STATUS_NO_MORE_DATA ? -EFAULT : -EILSEQ;
@@ -506,9 +539,9 @@ int xlat_translate(const struct xlat_env *env, uint64_t rip, uint8_t *buf, size_
 		t.spilled = -1;
 		*ninsns = n + 1;
 		unsigned marked_exits = t.nexits;
-		int r = translate_branch(&t, &in, ops, pc);
+		int r = full ? translate_branch(&t, &in, ops, pc) : 2;
 		if (r == 2) {
-			int k = special_mem_operand(&in, ops);
+			int k = full ? special_mem_operand(&in, ops) : -1;
 			if (k < 0)
 				emit_bytes(&t.e, (const void *)(uintptr_t)pc, in.length);
 			else if (!emit_rewritten(&t, &in, ops, (unsigned)k, pc))
@@ -528,7 +561,7 @@ int xlat_translate(const struct xlat_env *env, uint64_t rip, uint8_t *buf, size_
 		if (r == 1)
 			break;
 	}
-	emit_stubs(&t);
+	emit_stubs(&t, succ);
 	if (t.e.full)
 		return -ENOSPC;
 	*end = pc;

@@ -221,12 +221,23 @@ struct xlat_block {
 	struct xlat_insn_map map[];
 };
 
+/* The direct-branch exits of a block, for chaining at translation time:
+ * exit[i] in the order the block takes them; exit[n - 1] is the block's
+ * last (its fall-through, or its only successor when taken is false). */
+#define XLAT_BLOCK_EXITS 16
+struct xlat_succ {
+	struct xlat_exit *exit[XLAT_BLOCK_EXITS];
+	unsigned n;
+	bool conditional; /* the block ends in a conditional branch */
+};
+
 /* Translates the guest block at rip into [buf, buf + cap): returns the
  * bytes used, -ENOSPC when it does not fit, -EFAULT when rip cannot
  * execute, -EILSEQ when its first instruction does not decode. map gets
- * XLAT_BLOCK_INSNS entries at most, *ninsns says how many. */
+ * XLAT_BLOCK_INSNS entries at most, *ninsns says how many; succ gets its
+ * chainable exits. */
 int xlat_translate(const struct xlat_env *env, uint64_t rip, uint8_t *buf, size_t cap, uint64_t *end,
-		   struct xlat_insn_map *map, uint32_t *ninsns);
+		   struct xlat_insn_map *map, uint32_t *ninsns, struct xlat_succ *succ);
 
 /* ---- the host code emitter (emit.c) ---- */
 

@@ -494,6 +494,13 @@ void user_deliver_signals(struct user_thread *t)
 		uint8_t *img = malloc(xsize + 4);
 		if (!img)
 			user_die(SIGSEGV);
+		/* XSAVE, not the exit's XSAVEOPT (which may leave components in
+		 * their initial state unwritten): a handler reads the frame. */
+		__asm__ volatile("xrstor64 (%0)\n\txsave64 (%0)"
+				 :
+				 : "r"(ctx->xsave), "a"((uint32_t)xlat_xsave_mask()),
+				   "d"((uint32_t)(xlat_xsave_mask() >> 32))
+				 : "memory");
 		memcpy(img, ctx->xsave, xsize);
 		uint32_t sw[4] = {MAGIC1, xsize + 4, (uint32_t)xlat_xsave_mask(), (uint32_t)xsize};
 		memcpy(img + 464, sw, sizeof(sw));

@@ -38,12 +38,15 @@ static volatile sig_atomic_t xactive, xin_interp;
 static struct dbt_cpu *xinterp;
 static struct xlat_ctx *xctx;
 
+/* The case's code, up to the stop: the stop itself never translates (the
+ * translator would otherwise make it ahead and chain the jump to it), so
+ * reaching it is always an exit. */
 static size_t fetchable(void *opaque, uint64_t addr, size_t len)
 {
 	(void)opaque;
-	if (addr < DIFF_CODE || addr >= DIFF_CODE + DIFF_PAGE)
+	if (addr < DIFF_CODE || addr >= DIFF_CODE + STOP_OFF)
 		return 0;
-	return DIFF_CODE + DIFF_PAGE - addr < len ? DIFF_CODE + DIFF_PAGE - addr : len;
+	return DIFF_CODE + STOP_OFF - addr < len ? DIFF_CODE + STOP_OFF - addr : len;
 }
 
 static void on_signal(int sig, siginfo_t *si, void *ucv)
