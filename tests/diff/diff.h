@@ -133,6 +133,15 @@ int diff_generate(unsigned form, uint32_t k, struct diff_case *c, char *err, siz
 /* A CPUID case (EAX = leaf, ECX = 0) for asking an engine what it offers. */
 void diff_cpuid_case(struct diff_case *c, uint32_t leaf);
 
+/* pages.c: the data and stack pages of engines that run cases in their
+ * own process. map: at DIFF_DATA and DIFF_STACK (the engine maps its code
+ * page); load: the case's bytes in; save: the results out, after resetting
+ * the host's FCW and MXCSR; unmap: code, data and stack. */
+int diff_pages_map(char *err, size_t errlen);
+void diff_pages_load(const struct diff_case *c);
+void diff_pages_save(struct diff_result *r);
+void diff_pages_unmap(void);
+
 /* runner.c: an engine in a child process. */
 struct runner;
 void *diff_shared(size_t size);

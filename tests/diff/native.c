@@ -71,16 +71,14 @@ static int native_open(void **ctx, char *err, size_t errlen)
 	}
 	n->code_rw = mmap(NULL, DIFF_PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	void *code = mmap((void *)DIFF_CODE, DIFF_PAGE, PROT_READ | PROT_EXEC, MAP_SHARED | MAP_FIXED_NOREPLACE, fd, 0);
-	void *data = mmap((void *)DIFF_DATA, DIFF_PAGE, PROT_READ | PROT_WRITE,
-			  MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
-	void *stack = mmap((void *)DIFF_STACK, DIFF_PAGE, PROT_READ | PROT_WRITE,
-			   MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
 	close(fd);
-	if (n->code_rw == MAP_FAILED || code != (void *)DIFF_CODE || data != (void *)DIFF_DATA ||
-	    stack != (void *)DIFF_STACK) {
+	if (n->code_rw == MAP_FAILED || code != (void *)DIFF_CODE) {
 		snprintf(err, errlen, "cannot map the case pages at 0x%llx: %s", DIFF_CODE, strerror(errno));
 		return -EEXIST;
 	}
+	int e = diff_pages_map(err, errlen);
+	if (e < 0)
+		return e;
 	/* Guard pages: the case's neighbours must fault. */
 	for (uint64_t a = DIFF_CODE - DIFF_PAGE; a < DIFF_CODE + DIFF_REGION_SIZE; a += DIFF_PAGE) {
 		if (a == DIFF_CODE || a == DIFF_DATA || a == DIFF_STACK)
@@ -120,8 +118,7 @@ static void native_run(void *ctx, const struct diff_case *c, struct diff_result 
 	memcpy(n->code_rw, c->code, c->code_len);
 	memcpy(n->code_rw + c->code_len, diff_native_stop, stop_len);
 	memcpy(n->code_rw + c->code_len + stop_len, &exit_addr, 8);
-	memcpy((void *)DIFF_DATA, c->data, DIFF_PAGE);
-	memcpy((void *)DIFF_STACK, c->stack, DIFF_PAGE);
+	diff_pages_load(c);
 	in = c->init;
 	in.rip = DIFF_CODE;
 
@@ -135,18 +132,13 @@ static void native_run(void *ctx, const struct diff_case *c, struct diff_result 
 		r->st = diff_native_out;
 		r->st.rip = DIFF_CODE + c->code_len;
 	}
-	__asm__ volatile("fninit");
-	__builtin_ia32_ldmxcsr(0x1f80);
-	memcpy(r->data, (void *)DIFF_DATA, DIFF_PAGE);
-	memcpy(r->stack, (void *)DIFF_STACK, DIFF_PAGE);
+	diff_pages_save(r);
 }
 
 static void native_close(void *ctx)
 {
 	struct native *n = ctx;
-	munmap((void *)DIFF_CODE, DIFF_PAGE);
-	munmap((void *)DIFF_DATA, DIFF_PAGE);
-	munmap((void *)DIFF_STACK, DIFF_PAGE);
+	diff_pages_unmap();
 	munmap(n->code_rw, DIFF_PAGE);
 	free(n);
 }

@@ -97,14 +97,12 @@ static int xlat_open(void **ctxp, char *err, size_t errlen)
 		return -ENOMEM;
 	void *code = mmap((void *)DIFF_CODE, DIFF_PAGE, PROT_READ | PROT_WRITE | PROT_EXEC,
 			  MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
-	void *data = mmap((void *)DIFF_DATA, DIFF_PAGE, PROT_READ | PROT_WRITE,
-			  MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
-	void *stack = mmap((void *)DIFF_STACK, DIFF_PAGE, PROT_READ | PROT_WRITE,
-			   MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
-	if (code != (void *)DIFF_CODE || data != (void *)DIFF_DATA || stack != (void *)DIFF_STACK) {
+	if (code != (void *)DIFF_CODE) {
 		snprintf(err, errlen, "cannot map the case pages at 0x%llx: %s", DIFF_CODE, strerror(errno));
 		return -EEXIST;
 	}
+	if ((e = diff_pages_map(err, errlen)) < 0)
+		return e;
 	if ((e = xlat_init(&env, NULL, 0)) < 0 || (e = xlat_ctx_create(&x->ctx, x)) < 0) {
 		snprintf(err, errlen, "cannot start the translator: %s", strerror(-e));
 		return e;
@@ -195,8 +193,7 @@ static void xlat_run(void *ctxp, const struct diff_case *c, struct diff_result *
 	code[c->code_len] = 0xe9; /* jmp rel32 to the stop */
 	int32_t rel = (int32_t)(stop - (DIFF_CODE + c->code_len + 5));
 	memcpy(code + c->code_len + 1, &rel, 4);
-	memcpy((void *)DIFF_DATA, c->data, DIFF_PAGE);
-	memcpy((void *)DIFF_STACK, c->stack, DIFF_PAGE);
+	diff_pages_load(c);
 	xlat_invalidate(DIFF_CODE, DIFF_PAGE);
 
 	memcpy(ctx->gpr, c->init.gpr, sizeof(ctx->gpr));
@@ -261,18 +258,13 @@ static void xlat_run(void *ctxp, const struct diff_case *c, struct diff_result *
 	} else {
 		pthread_sigmask(SIG_SETMASK, &mask, NULL);
 	}
-	__asm__ volatile("fninit");
-	__builtin_ia32_ldmxcsr(0x1f80);
-	memcpy(r->data, (void *)DIFF_DATA, DIFF_PAGE);
-	memcpy(r->stack, (void *)DIFF_STACK, DIFF_PAGE);
+	diff_pages_save(r);
 }
 
 static void xlat_close(void *ctxp)
 {
 	struct xengine *x = ctxp;
-	munmap((void *)DIFF_CODE, DIFF_PAGE);
-	munmap((void *)DIFF_DATA, DIFF_PAGE);
-	munmap((void *)DIFF_STACK, DIFF_PAGE);
+	diff_pages_unmap();
 	free(x);
 }
 

@@ -3,17 +3,7 @@
 # it at /vireo/check.sh and boots with vireo.script=/vireo/check.sh): one
 # PASS or FAIL line per check, exit status the number of failures.
 # vireo.test.cpus=N on the kernel command line is the vCPU count to expect.
-fails=0
-check() {
-	name=$1
-	shift
-	if "$@"; then
-		echo "PASS $name"
-	else
-		echo "FAIL $name"
-		fails=$((fails + 1))
-	fi
-}
+. /vireo/checks.sh
 
 want=$(sed -n 's/.*vireo\.test\.cpus=\([0-9]*\).*/\1/p' /proc/cmdline)
 have=$(grep -c '^processor' /proc/cpuinfo)
@@ -75,5 +65,4 @@ added_binary() {
 }
 check "a host binary added with its shared libraries runs (xz from mkguest --add)" added_binary
 
-echo "INFO $fails failed"
-exit $fails
+checks_done

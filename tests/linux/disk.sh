@@ -4,17 +4,7 @@
 # holding readme.txt, /dev/vdc a qcow2 overlay over an ext4 image holding
 # base.txt. One PASS or FAIL line per check; the SHA256 and INFO
 # lines are for the host, which then looks at the images itself.
-fails=0
-check() {
-	name=$1
-	shift
-	if "$@"; then
-		echo "PASS $name"
-	else
-		echo "FAIL $name"
-		fails=$((fails + 1))
-	fi
-}
+. /vireo/checks.sh
 
 # Elapsed time in centiseconds, from /proc/uptime.
 now() {
@@ -71,5 +61,4 @@ check "vdc shows its base image's file" [ "$(cat /mnt/overlay/base.txt)" = "from
 check "a file written into vdc" sh -c 'echo "written into a qcow2 overlay" >/mnt/overlay/overlay.txt && sync'
 check "vdc unmounts" umount /mnt/overlay
 
-echo "INFO $fails failed"
-exit $fails
+checks_done

@@ -70,7 +70,7 @@ class Guest:
         and the console lines, having printed them and the boot's times.
         replies ({text: bytes}) are typed on the console's input when a
         line with that text appears."""
-        initrd = self.initrd({script: os.path.join(HERE, script)})
+        initrd = self.initrd({script: os.path.join(HERE, script), "checks.sh": os.path.join(HERE, "checks.sh")})
         cmdline = f"console={console} vireo.script=/vireo/{script} vireo.test.cpus={self.cpus} {cmdline_extra}"
         cmdline = cmdline.strip()
         cmd = list(prefix) + [self.vireo, "run", "--engine", "dbt", "--cpus", self.cpus, "--memory", memory,

@@ -2,17 +2,7 @@
 # Runs inside a Linux guest for tests/linux/hvc0.py, whose console is the
 # virtio console (console=hvc0): the host types a line when it sees READY,
 # and this script echoes it back.
-fails=0
-check() {
-	name=$1
-	shift
-	if "$@"; then
-		echo "PASS $name"
-	else
-		echo "FAIL $name"
-		fails=$((fails + 1))
-	fi
-}
+. /vireo/checks.sh
 
 cat /proc/consoles
 check "the kernel's console is hvc0" grep -q '^hvc0 .*E' /proc/consoles
@@ -22,5 +12,4 @@ line=
 read -r -t 60 line
 echo "ECHO <$line>"
 check "the line typed on the host came through hvc0" [ "$line" = "hello through hvc0" ]
-echo "INFO $fails failed"
-exit $fails
+checks_done

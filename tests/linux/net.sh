@@ -8,17 +8,7 @@
 #   vireo.test.sinkbytes=N        bytes to push to the sink
 #   vireo.test.queues=N           queue pairs eth0 should have
 #   vireo.test.cpus=N             vCPUs: one echo exchange from each
-fails=0
-check() {
-	name=$1
-	shift
-	if "$@"; then
-		echo "PASS $name"
-	else
-		echo "FAIL $name"
-		fails=$((fails + 1))
-	fi
-}
+. /vireo/checks.sh
 param() {
 	sed -n "s/.*vireo\.test\.$1=\([^ ]*\).*/\1/p" /proc/cmdline
 }
@@ -100,5 +90,4 @@ no_kernel_complaints() {
 	! dmesg | grep -E 'BUG:|WARNING:|Call Trace|Oops|panic|virtio_net.*(error|fail)|rx error'
 }
 check "the kernel log is clean" no_kernel_complaints
-echo "INFO $fails failed"
-exit $fails
+checks_done
